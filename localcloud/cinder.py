@@ -1,0 +1,260 @@
+"""Cinder v3 with microversions: volumes and their status transitions, limits, quotas."""
+
+import bottle
+
+from localcloud.api import ApiError, Microversions, at_least, base_url, json_body, not_found
+from localcloud.store import now
+
+MICROVERSIONS = Microversions("volume", "3.0", "3.71")
+DEFAULT_TYPE = {"id": "c6b1a3e2-7c5d-4b47-9d4e-3f1e0a3b2d10", "name": "__DEFAULT__",
+                "description": "Default Volume Type", "is_public": True, "extra_specs": {},
+                "os-volume-type-access:is_public": True, "qos_specs_id": None}
+SIZE = {"type": ["integer", "string", "null"], "pattern": "^[0-9]+$", "minimum": 1,
+        "maximum": 2147483647}
+CREATE = {
+    "type": "object",
+    "properties": {
+        "volume": {"type": "object", "properties": {
+            "name": {"type": ["string", "null"], "maxLength": 255},
+            "description": {"type": ["string", "null"], "maxLength": 255},
+            "display_name": {"type": ["string", "null"], "maxLength": 255},
+            "display_description": {"type": ["string", "null"], "maxLength": 255},
+            "volume_type": {"type": ["string", "null"], "maxLength": 255},
+            "metadata": {"type": ["object", "null"], "additionalProperties": {
+                "type": "string", "maxLength": 255}},
+            "snapshot_id": {"type": ["string", "null"]},
+            "source_volid": {"type": ["string", "null"]},
+            "size": SIZE, "availability_zone": {"type": ["string", "null"]},
+            "multiattach": {"type": ["boolean", "string", "null"]},
+            "image_id": {"type": ["string", "null"], "maxLength": 255},
+            "imageRef": {"type": ["string", "null"], "maxLength": 255},
+            "group_id": {"type": ["string", "null"]},
+            "backup_id": {"type": ["string", "null"]},
+        }, "additionalProperties": True},
+        "OS-SCH-HNT:scheduler_hints": {"type": ["object", "null"]},
+    },
+    "required": ["volume"],
+    "additionalProperties": False,
+}
+UPDATE = {
+    "type": "object",
+    "properties": {"volume": {"type": "object", "properties": {
+        "name": {"type": ["string", "null"], "maxLength": 255},
+        "description": {"type": ["string", "null"], "maxLength": 255},
+        "display_name": {"type": ["string", "null"], "maxLength": 255},
+        "display_description": {"type": ["string", "null"], "maxLength": 255},
+        "metadata": {"type": ["object", "null"]}}, "additionalProperties": False}},
+    "required": ["volume"],
+    "additionalProperties": False,
+}
+
+
+def make_app(cloud) -> bottle.Bottle:
+    app = bottle.Bottle()
+    store = cloud.store
+    project = cloud.identity["project_id"]
+
+    def links(volume_id: str) -> list[dict]:
+        return [{"rel": "self", "href": f"{base_url()}/v3/{project}/volumes/{volume_id}"},
+                {"rel": "bookmark", "href": f"{base_url()}/{project}/volumes/{volume_id}"}]
+
+    def check_project(project_id: str) -> None:
+        if project_id != project:
+            raise ApiError(403, "Policy doesn't allow this project's resources to be used.")
+
+    def find(volume_id: str) -> dict:
+        volume = store.get("volumes", volume_id)
+        if volume is None:
+            raise not_found(f"Volume {volume_id} could not be found.")
+        return volume
+
+    def detail_view(volume: dict) -> dict:
+        view = {
+            "id": volume["id"], "status": volume["status"], "size": volume["size"],
+            "availability_zone": volume["availability_zone"],
+            "created_at": volume["created_at"].replace("Z", ".000000"),
+            "updated_at": volume["updated_at"] and volume["updated_at"].replace("Z", ".000000"),
+            "name": volume["name"], "description": volume["description"],
+            "volume_type": DEFAULT_TYPE["name"], "snapshot_id": None, "source_volid": None,
+            "metadata": volume["metadata"], "links": links(volume["id"]),
+            "user_id": volume["user_id"], "bootable": str(volume["bootable"]).lower(),
+            "encrypted": False, "replication_status": None, "consistencygroup_id": None,
+            "multiattach": False, "attachments": volume["attachments"],
+            "os-vol-tenant-attr:tenant_id": project,
+        }
+        if volume["image_id"]:
+            image = store.get("images", volume["image_id"]) or {}
+            view["volume_image_metadata"] = {
+                "image_id": volume["image_id"], "image_name": image.get("name"),
+                "container_format": image.get("container_format"),
+                "disk_format": image.get("disk_format"), "min_disk": str(image.get(
+                    "min_disk", 0)), "min_ram": str(image.get("min_ram", 0)),
+                "size": str(image.get("size"))}
+        if at_least("3.13"):
+            view["group_id"] = None
+        if at_least("3.48"):
+            view["shared_targets"] = False
+            view["service_uuid"] = None
+        if at_least("3.63"):
+            view["volume_type_id"] = DEFAULT_TYPE["id"]
+        if at_least("3.65"):
+            view["consumes_quota"] = True
+        return view
+
+    def summary_view(volume: dict) -> dict:
+        return {"id": volume["id"], "name": volume["name"], "links": links(volume["id"])}
+
+    def version_document() -> dict:
+        return {"id": "v3.0", "status": "CURRENT", "version": MICROVERSIONS.maximum,
+                "min_version": MICROVERSIONS.minimum, "updated": "2023-08-31T00:00:00Z",
+                "links": [{"rel": "self", "href": f"{base_url()}/v3/"}],
+                "media-types": [{"base": "application/json",
+                                 "type": "application/vnd.openstack.volume+json;version=3"}]}
+
+    @app.get("/", auth=False)
+    def versions():
+        bottle.response.status = 300
+        return {"versions": [version_document()]}
+
+    @app.get("/v3", auth=False)
+    @app.get("/v3/", auth=False)
+    def version():
+        return {"versions": [version_document()]}
+
+    def matching(project_id: str) -> list[dict]:
+        check_project(project_id)
+        query = bottle.request.query
+        found = sorted(store.all("volumes"), key=lambda v: v["created_at"], reverse=True)
+        for key in ("name", "status"):
+            if query.get(key):
+                found = [v for v in found if v[key] == query[key]]
+        if query.get("bootable") and at_least("3.2"):
+            wanted = query.bootable.lower() in ("true", "1")
+            found = [v for v in found if v["bootable"] == wanted]
+        return found
+
+    @app.get("/v3/<project_id>/volumes")
+    def list_volumes(project_id):
+        return {"volumes": [summary_view(v) for v in matching(project_id)]}
+
+    @app.get("/v3/<project_id>/volumes/detail")
+    def list_volumes_detail(project_id):
+        return {"volumes": [detail_view(v) for v in matching(project_id)]}
+
+    @app.get("/v3/<project_id>/volumes/<volume_id>")
+    def show_volume(project_id, volume_id):
+        check_project(project_id)
+        return {"volume": detail_view(find(volume_id))}
+
+    @app.post("/v3/<project_id>/volumes", op="volume.create")
+    def create_volume(project_id):
+        check_project(project_id)
+        request = json_body(CREATE)["volume"]
+        image_id = request.get("imageRef") or request.get("image_id")
+        image = None
+        if image_id:
+            image = store.get("images", image_id)
+            if image is None or image["status"] != "active":
+                raise ApiError(400, "Invalid image identifier or unable to access requested "
+                               "image.")
+        for unsupported in ("snapshot_id", "source_volid", "backup_id"):
+            if request.get(unsupported):
+                raise ApiError(400, f"Creating a volume from {unsupported} is not supported "
+                               "by this cloud.")
+        if request.get("size") is None:
+            raise ApiError(400, "Invalid input received: Size is required.")
+        size = int(request["size"])
+        if image and size < image["min_disk"]:
+            raise ApiError(400, f"Volume size {size}GB cannot be smaller than the image "
+                           f"minDisk size {image['min_disk']}GB.")
+        zone = request.get("availability_zone")
+        if zone not in (None, "nova"):
+            raise ApiError(400, f"Invalid input received: Availability zone '{zone}' is "
+                           "invalid.")
+        volume = cloud.create_volume(
+            size=size, name=request.get("name", request.get("display_name")),
+            description=request.get("description", request.get("display_description")),
+            image_id=image_id, metadata=request.get("metadata") or {})
+        bottle.response.status = 202
+        return {"volume": detail_view(volume)}
+
+    @app.put("/v3/<project_id>/volumes/<volume_id>", op="volume.update")
+    def update_volume(project_id, volume_id):
+        check_project(project_id)
+        find(volume_id)
+        request = json_body(UPDATE)["volume"]
+        changes = {"updated_at": now()}
+        for key, field in (("name", "name"), ("display_name", "name"),
+                           ("description", "description"),
+                           ("display_description", "description"), ("metadata", "metadata")):
+            if key in request:
+                changes[field] = request[key]
+        return {"volume": detail_view(store.update("volumes", volume_id, **changes))}
+
+    @app.delete("/v3/<project_id>/volumes/<volume_id>", op="volume.delete")
+    def delete_volume(project_id, volume_id):
+        check_project(project_id)
+        volume = find(volume_id)
+        if volume["status"] not in ("available", "error", "error_restoring",
+                                    "error_extending", "error_managing"):
+            raise ApiError(400, "Invalid volume: Volume status must be available or error or "
+                           "error_restoring or error_extending or error_managing and must "
+                           "not be migrating, attached, belong to a group, have snapshots, "
+                           "awaiting a transfer, or be disassociated from snapshots after "
+                           "volume transfer.")
+        cloud.delete_volume(volume_id)
+        bottle.response.status = 202
+        return ""
+
+    @app.get("/v3/<project_id>/snapshots")
+    @app.get("/v3/<project_id>/snapshots/detail")
+    def list_snapshots(project_id):
+        check_project(project_id)
+        return {"snapshots": []}
+
+    @app.get("/v3/<project_id>/types")
+    def list_types(project_id):
+        check_project(project_id)
+        return {"volume_types": [DEFAULT_TYPE]}
+
+    @app.get("/v3/<project_id>/types/<type_id>")
+    def show_type(project_id, type_id):
+        check_project(project_id)
+        if type_id not in (DEFAULT_TYPE["id"], DEFAULT_TYPE["name"], "default"):
+            raise not_found(f"Volume type {type_id} could not be found.")
+        return {"volume_type": DEFAULT_TYPE}
+
+    @app.get("/v3/<project_id>/os-availability-zone")
+    def availability_zones(project_id):
+        check_project(project_id)
+        return {"availabilityZoneInfo": [{"zoneName": "nova", "zoneState": {
+            "available": True}}]}
+
+    @app.get("/v3/<project_id>/limits")
+    def limits(project_id):
+        check_project(project_id)
+        used = cloud.usage()
+        return {"limits": {"rate": [], "absolute": {
+            "maxTotalVolumes": cloud.quota("volumes"),
+            "maxTotalVolumeGigabytes": cloud.quota("gigabytes"),
+            "maxTotalSnapshots": cloud.quota("snapshots"),
+            "maxTotalBackups": 10, "maxTotalBackupGigabytes": 1000,
+            "totalVolumesUsed": used["volumes"], "totalGigabytesUsed": used["gigabytes"],
+            "totalSnapshotsUsed": 0, "totalBackupsUsed": 0, "totalBackupGigabytesUsed": 0}}}
+
+    @app.get("/v3/<project_id>/os-quota-sets/<target>")
+    def quotas(project_id, target):
+        check_project(project_id)
+        used = cloud.usage()
+        usage = bottle.request.query.get("usage", "").lower() in ("true", "1")
+        view = {"id": target}
+        for name, in_use in (("volumes", used["volumes"]), ("gigabytes", used["gigabytes"]),
+                             ("snapshots", 0), ("backups", 0), ("backup_gigabytes", 0),
+                             ("groups", 0), ("per_volume_gigabytes", 0)):
+            limit = -1 if name == "per_volume_gigabytes" else cloud.quota(name) \
+                if name in ("volumes", "gigabytes", "snapshots") else 10
+            view[name] = {"limit": limit, "in_use": in_use, "reserved": 0,
+                          "allocated": 0} if usage else limit
+        return {"quota_set": view}
+
+    return app

@@ -1,0 +1,107 @@
+"""The local cloud as one WSGI service: every API mounted under its path, served by waitress.
+
+Run by `localcloud up` as `python -m localcloud.service`; never imported by the product.
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import bottle
+import waitress
+
+from localcloud import cinder, control, githost, github, glance, keystone, neutron, nova
+from localcloud.api import (
+    ServicePlugin,
+    glance_error,
+    keystone_error,
+    neutron_error,
+    nova_error,
+)
+from localcloud.baseimage import ensure_base_image
+from localcloud.cloud import Cloud
+from localcloud.config import from_environment
+
+log = logging.getLogger("localcloud")
+
+BASE_IMAGE_NAME = "debian-13"
+SERVICES = [
+    # path, service name in records, module, error body, microversions
+    ("/identity", "identity", keystone, keystone_error, None),
+    ("/compute", "compute", nova, nova_error, nova.MICROVERSIONS),
+    ("/image", "image", glance, glance_error, None),
+    ("/volume", "volumev3", cinder, nova_error, cinder.MICROVERSIONS),
+    ("/network", "network", neutron, neutron_error, None),
+    ("/localcloud", "localcloud", control, keystone_error, None),
+]
+
+
+def unauthorized_as_keystone(error_body):
+    """Keystone middleware answers 401 for every service with its own body."""
+    def body(error):
+        return keystone_error(error) if error.status == 401 else error_body(error)
+    return body
+
+
+def make_app(cloud: Cloud) -> bottle.Bottle:
+    root = bottle.Bottle()
+    for path, name, module, error_body, versions in SERVICES:
+        app = module.make_app(cloud)
+        app.install(ServicePlugin(service=name, tokens=cloud.tokens, faults=cloud.faults,
+                                  recorder=cloud.recorder, microversions=versions,
+                                  error_body=unauthorized_as_keystone(error_body)))
+        root.mount(path + "/", app)
+    root.mount("/github/", github.make_app(cloud.config))
+    root.mount("/git/", githost.make_app(cloud.config))
+
+    @root.get("/")
+    def index():
+        return {"localcloud": {"identity": f"{cloud.config.endpoint}/identity",
+                               "github": cloud.config.github_base_url,
+                               "git": cloud.config.git_base_url}}
+    return root
+
+
+class Front:
+    """WSGI middleware: counts requests per service, and serves a service's bare root
+    (`/identity`, the usual auth_url) as its `/identity/` version document."""
+
+    def __init__(self, app, counter: Counter):
+        self.app = app
+        self.counter = counter
+        self.roots = {path for path, *_ in SERVICES}
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "/")
+        if path in self.roots:
+            environ["PATH_INFO"] = path + "/"
+        self.counter[path.strip("/").split("/", 1)[0] or "root"] += 1
+        return self.app(environ, start_response)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m localcloud.service")
+    parser.add_argument("--var-dir", type=Path, default=None)
+    parser.add_argument("--record", default=os.environ.get("LOCALCLOUD_RECORD"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = from_environment(args.var_dir)
+    cloud = Cloud(config, record_path=args.record)
+    cloud.machines.ensure_networks()
+    cloud.seed()
+    base = ensure_base_image(config.var_dir / "cache", log=log.info)
+    cloud.register_base_image(BASE_IMAGE_NAME, base, cloud.machines.image_size(base))
+    cloud.recover()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    listen = f"{config.host}:{config.port} {config.gateway}:{config.port}"
+    log.info("localcloud serving on %s", listen)
+    waitress.serve(Front(make_app(cloud), cloud.requests), listen=listen, threads=16,
+                   ident="localcloud", channel_timeout=600)
+
+
+if __name__ == "__main__":
+    main()

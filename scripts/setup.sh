@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a Debian machine; idempotent and quiet when
+# nothing is missing. Called by `make setup` (and so by `make demo` and `make test`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates)
+VENV=.venv
+
+say() { printf 'setup: %s\n' "$*"; }
+
+install_apt_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+start_docker() {
+    docker info >/dev/null 2>&1 && return 0
+    say "starting the Docker engine"
+    if [ -d /run/systemd/system ]; then
+        systemctl start docker
+    else
+        mkdir -p /var/log
+        nohup dockerd >/var/log/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    say "the Docker engine did not start; see /var/log/dockerd.log" >&2
+    return 1
+}
+
+install_venv() {
+    local stamp="$VENV/.installed" want
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
+    say "installing Python packages into $VENV"
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/python" -c 'import localcloud, ansible_runner, openstack' # fails loudly if the install did
+    echo "$want" >"$stamp"
+}
+
+link_collection() {
+    # ansible.cfg looks in var/collections: make this checkout the ssc.repo2docker collection.
+    local dir=var/collections/ansible_collections/ssc
+    mkdir -p "$dir"
+    [ -L "$dir/repo2docker" ] || ln -sfn ../../../.. "$dir/repo2docker"
+}
+
+install_apt_packages "${APT_PACKAGES[@]}"
+start_docker
+install_venv
+link_collection

@@ -1,0 +1,371 @@
+"""The contract checker itself: it accepts exchanges shaped like real OpenStack and flags others.
+
+The checker runs in var/contract-venv (scripts/contract-venv.sh, built here when missing), so
+these tests shell out to it with hand-written records. All samples go into one record per run:
+starting nova, cinder and keystone takes a few seconds each.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_PYTHON = ROOT / "var" / "contract-venv" / "bin" / "python"
+VALIDATOR = Path(__file__).with_name("validate.py")
+
+SERVER_ID = "9f0f8a5e-4c8e-4c1a-9b5e-2f1d3c4b5a69"
+VOLUME_ID = "0b6f2a3c-7d4e-4f5a-8b9c-1d2e3f4a5b6c"
+NETWORK_ID = "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b"
+PROJECT_ID = "6f1b0e9a2c3d4e5f8a7b6c5d4e3f2a1b"
+USER_ID = "3c2b1a0f9e8d4c7b8a6f5e4d3c2b1a09"
+COMPUTE = "http://127.0.0.1:8774/v2.1"
+
+
+def links(path: str) -> list[dict]:
+    return [
+        {"rel": "self", "href": f"{COMPUTE}/{path}"},
+        {"rel": "bookmark", "href": f"http://127.0.0.1:8774/{path}"},
+    ]
+
+
+def exchange(method, path, status, request=None, response=None, *, service="compute",
+             microversion="2.96", query=None) -> dict:
+    return {"service": service, "method": method, "path": path, "query": query or {},
+            "microversion": microversion, "status": status, "request": request,
+            "response": response}
+
+
+# --- valid samples ------------------------------------------------------------------------------
+
+
+def server_create_request() -> dict:
+    return {"server": {
+        "name": "binder-1",
+        "flavorRef": "2",
+        "imageRef": "",
+        "block_device_mapping_v2": [{
+            "boot_index": 0, "uuid": VOLUME_ID, "source_type": "volume",
+            "destination_type": "volume", "delete_on_termination": False,
+        }],
+        "networks": [{"uuid": NETWORK_ID}],
+        "user_data": "I2Nsb3VkLWNvbmZpZwpwYWNrYWdlczogW2RvY2tlci5pb10K",
+        "metadata": {"repo2docker": "true"},
+        "key_name": "ci-key",
+        "security_groups": [{"name": "default"}],
+    }}
+
+
+def server_create_response() -> dict:
+    return {"server": {
+        "id": SERVER_ID,
+        "links": links(f"servers/{SERVER_ID}"),
+        "adminPass": "***",
+        "OS-DCF:diskConfig": "MANUAL",
+        "security_groups": [{"name": "default"}],
+    }}
+
+
+def server_show_response_296() -> dict:
+    """GET /servers/{id} at 2.96, field for field what nova 34's view builder returns."""
+    return {"server": {
+        "id": SERVER_ID,
+        "name": "binder-1",
+        "status": "ACTIVE",
+        "tenant_id": PROJECT_ID,
+        "user_id": USER_ID,
+        "metadata": {"repo2docker": "true"},
+        "hostId": "2f1d3c4b5a69f0f8a5e4c8e4c1a9b5e2f1d3c4b5a69f0f8a5e4c8e4c",
+        "image": "",
+        "flavor": {"vcpus": 2, "ram": 4096, "disk": 20, "ephemeral": 0, "swap": 0,
+                   "original_name": "m1.medium", "extra_specs": {}},
+        "created": "2026-11-26T12:00:00Z",
+        "updated": "2026-11-26T12:00:05Z",
+        "addresses": {"private": [{
+            "version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed",
+            "OS-EXT-IPS-MAC:mac_addr": "fa:16:3e:12:34:56",
+        }]},
+        "accessIPv4": "",
+        "accessIPv6": "",
+        "links": links(f"servers/{SERVER_ID}"),
+        "OS-DCF:diskConfig": "MANUAL",
+        "progress": 0,
+        "OS-EXT-AZ:availability_zone": "nova",
+        "pinned_availability_zone": None,
+        "config_drive": "",
+        "key_name": "ci-key",
+        "OS-SRV-USG:launched_at": "2026-11-26T12:00:05.000000",
+        "OS-SRV-USG:terminated_at": None,
+        "security_groups": [{"name": "default"}],
+        "OS-EXT-SRV-ATTR:hostname": "binder-1",
+        "OS-EXT-STS:task_state": None,
+        "OS-EXT-STS:vm_state": "active",
+        "OS-EXT-STS:power_state": 1,
+        "os-extended-volumes:volumes_attached": [
+            {"id": VOLUME_ID, "delete_on_termination": False},
+        ],
+        "locked": False,
+        "locked_reason": None,
+        "description": None,
+        "tags": [],
+        "trusted_image_certificates": None,
+        "server_groups": [],
+    }}
+
+
+def flavor_list_response() -> dict:
+    return {"flavors": [
+        {"id": "1", "name": "m1.small", "description": None, "links": links("flavors/1")},
+        {"id": "2", "name": "m1.medium", "description": None, "links": links("flavors/2")},
+    ]}
+
+
+def keypair_create_request() -> dict:
+    return {"keypair": {"name": "ci-key", "type": "ssh",
+                        "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB ci@localcloud"}}
+
+
+def keypair_create_response() -> dict:
+    return {"keypair": {
+        "name": "ci-key", "type": "ssh", "user_id": USER_ID,
+        "public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB ci@localcloud",
+        "fingerprint": "1e:2c:9b:56:79:4b:45:77:f9:ca:7a:98:2c:b0:d5:3c",
+    }}
+
+
+def volume_create_request() -> dict:
+    return {"volume": {"size": 10, "name": "binder-root", "imageRef": None,
+                       "availability_zone": "nova", "metadata": {}}}
+
+
+def token_request() -> dict:
+    return {"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {
+            "name": "admin", "domain": {"name": "Default"}, "password": "***"}}},
+        "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}},
+    }}
+
+
+def app_credential_request() -> dict:
+    return {"application_credential": {"name": "ci", "description": "CI runs",
+                                       "unrestricted": False}}
+
+
+def app_credential_response() -> dict:
+    return {"application_credential": {
+        "id": "aa12bb34cc56dd78ee90ff12aa34bb56", "name": "ci", "description": "CI runs",
+        "user_id": USER_ID, "project_id": PROJECT_ID, "expires_at": None,
+        "unrestricted": False, "system": None, "access_rules": [], "secret": "***",
+        "roles": [{"id": "9fe2ff9ee4384b1894a90878d3e92bab", "name": "member",
+                   "domain_id": None}],
+        "links": {"self": f"http://127.0.0.1:5000/v3/users/{USER_ID}/application_credentials/"
+                          "aa12bb34cc56dd78ee90ff12aa34bb56"},
+    }}
+
+
+VALID = {
+    "server create": exchange("POST", "/v2.1/servers", 202, server_create_request(),
+                              server_create_response()),
+    "server show": exchange("GET", f"/v2.1/servers/{SERVER_ID}", 200, None,
+                            server_show_response_296()),
+    "flavor list": exchange("GET", "/v2.1/flavors", 200, None, flavor_list_response(),
+                            microversion="2.61", query={"is_public": ["None"]}),
+    "keypair create": exchange("POST", "/v2.1/os-keypairs", 201, keypair_create_request(),
+                               keypair_create_response(), microversion="2.92"),
+    "server stop": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 202,
+                            {"os-stop": None}, None),
+    "server delete": exchange("DELETE", f"/v2.1/servers/{SERVER_ID}", 204),
+    "compute discovery": exchange("GET", "/", 200, None, {"versions": []}, microversion=None),
+    "refused bad create": exchange("POST", "/v2.1/servers", 400, {"server": {"name": "x"}},
+                                   {"badRequest": {"code": 400, "message": "flavorRef"}}),
+    "volume create": exchange("POST", "/v3/volumes", 202, volume_create_request(),
+                              service="volumev3", microversion="3.60"),
+    "token": exchange("POST", "/v3/auth/tokens", 201, token_request(), service="identity",
+                      microversion=None),
+    "app credential": exchange("POST", f"/v3/users/{USER_ID}/application_credentials", 201,
+                               app_credential_request(), app_credential_response(),
+                               service="identity", microversion=None),
+    "image list": exchange("GET", "/v2/images", 200, None, {"images": []}, service="image",
+                           microversion=None),
+}
+
+
+# --- invalid samples: each must be flagged --------------------------------------------------------
+
+
+def with_unknown_create_key() -> dict:
+    body = server_create_request()
+    body["server"]["flavor_name"] = "m1.medium"
+    return exchange("POST", "/v2.1/servers", 202, body, server_create_response())
+
+
+def without_required_show_field() -> dict:
+    body = server_show_response_296()
+    del body["server"]["pinned_availability_zone"]
+    return exchange("GET", f"/v2.1/servers/{SERVER_ID}", 200, None, body)
+
+
+def with_old_microversion_shape() -> dict:
+    """A 2.46-style flavor reference where 2.96 embeds the flavor."""
+    body = server_show_response_296()
+    body["server"]["flavor"] = {"id": "2", "links": links("flavors/2")}
+    return exchange("GET", f"/v2.1/servers/{SERVER_ID}", 200, None, body)
+
+
+def with_keypair_generation() -> dict:
+    """2.92 dropped server-side key generation: public_key is required."""
+    body = keypair_create_request()
+    del body["keypair"]["public_key"]
+    return exchange("POST", "/v2.1/os-keypairs", 201, body, keypair_create_response(),
+                    microversion="2.92")
+
+
+def with_create_image_location() -> dict:
+    """From 2.45 createImage answers {"image_id": ...}, not an empty body."""
+    return exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 202,
+                    {"createImage": {"name": "snap"}}, None)
+
+
+def with_refused_valid_request() -> dict:
+    return exchange("POST", "/v2.1/servers", 400, server_create_request(),
+                    {"badRequest": {"code": 400, "message": "Invalid input"}})
+
+
+INVALID = {
+    "unknown key in create": with_unknown_create_key(),
+    "show missing required field": without_required_show_field(),
+    "show with 2.46 flavor at 2.96": with_old_microversion_shape(),
+    "keypair create without public_key at 2.92": with_keypair_generation(),
+    "createImage without image_id at 2.96": with_create_image_location(),
+    "400 for a request nova accepts": with_refused_valid_request(),
+    "create answered 200 instead of 202": {**VALID["server create"], "status": 200},
+    "microversion beyond nova": {**VALID["server show"], "microversion": "2.105"},
+    "unknown server action": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 202,
+                                      {"os-explode": None}, None),
+    "volume create with unknown key": exchange(
+        "POST", "/v3/volumes", 202, {"volume": {"size": 1, "colour": "red"}},
+        service="volumev3", microversion="3.60"),
+    "token without identity": exchange("POST", "/v3/auth/tokens", 201,
+                                       {"auth": {"scope": "unscoped"}}, service="identity",
+                                       microversion=None),
+    "app credential with unknown key": exchange(
+        "POST", f"/v3/users/{USER_ID}/application_credentials", 201,
+        {"application_credential": {"name": "ci", "colour": "red"}}, service="identity",
+        microversion=None),
+}
+
+UNKNOWN = {
+    "made-up compute route": exchange("GET", "/v2.1/os-made-up", 200, None, {}),
+}
+
+
+# --- running the checker --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def contract_python() -> Path:
+    if not VENV_PYTHON.exists():
+        subprocess.run(["bash", str(ROOT / "scripts" / "contract-venv.sh")], check=True)
+    return VENV_PYTHON
+
+
+def run_validator(python: Path, tmp_path: Path, samples: dict) -> tuple[int, dict, dict]:
+    """Run the checker on the samples; returns exit code, report, and sample name by line."""
+    record = tmp_path / "record.jsonl"
+    names = list(samples)
+    record.write_text("".join(json.dumps(samples[name]) + "\n" for name in names))
+    proc = subprocess.run([str(python), str(VALIDATOR), str(record), "--json"],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if proc.returncode not in (0, 1):
+        sys.stderr.write(proc.stderr)
+        pytest.fail(f"validator crashed with {proc.returncode}")
+    return proc.returncode, json.loads(proc.stdout), dict(enumerate(names, start=1))
+
+
+def flagged(report: dict, kind: str, names: dict) -> dict[str, list[str]]:
+    found = {}
+    for summary in report["services"].values():
+        for entry in summary[kind]:
+            found[names[entry["line"]]] = entry["problems"]
+    return found
+
+
+@pytest.fixture(scope="module")
+def mixed_run(contract_python, tmp_path_factory):
+    samples = {**VALID, **INVALID, **UNKNOWN}
+    return run_validator(contract_python, tmp_path_factory.mktemp("mixed"), samples)
+
+
+def test_valid_samples_pass(contract_python, tmp_path):
+    code, report, names = run_validator(contract_python, tmp_path, VALID)
+    assert flagged(report, "violations", names) == {}
+    assert flagged(report, "unknown", names) == {}
+    assert code == 0
+    services = report["services"]
+    assert services["compute"]["checked"] == 7
+    assert services["compute"]["skipped"] == 1
+    assert services["volumev3"]["checked"] == 1
+    assert services["identity"]["checked"] == 2
+    assert services["image"]["not_checked"] == 1
+
+
+def test_every_invalid_sample_is_flagged(mixed_run):
+    code, report, names = mixed_run
+    assert code == 1
+    violations = flagged(report, "violations", names)
+    assert sorted(violations) == sorted(INVALID)
+
+
+def test_unknown_routes_are_reported_separately(mixed_run):
+    _code, report, names = mixed_run
+    assert sorted(flagged(report, "unknown", names)) == sorted(UNKNOWN)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("unknown key in create", "Additional properties are not allowed ('flavor_name'"),
+        ("show missing required field", "pinned_availability_zone"),
+        ("show with 2.46 flavor at 2.96", "$.server.flavor: Additional properties"),
+        ("keypair create without public_key at 2.92", "'public_key' is a required property"),
+        ("createImage without image_id at 2.96", "None is not of type 'object'"),
+        ("400 for a request nova accepts", "refused with 400"),
+        ("create answered 200 instead of 202", "nova answers 202"),
+        ("microversion beyond nova", "406"),
+        ("unknown server action", "no such action: os-explode"),
+        ("volume create with unknown key", "'colour' was unexpected"),
+        ("token without identity", "identity"),
+        ("app credential with unknown key", "'colour' was unexpected"),
+    ],
+)
+def test_problem_names_the_cause(mixed_run, name, expected):
+    _code, report, names = mixed_run
+    problems = flagged(report, "violations", names)[name]
+    assert any(expected in problem for problem in problems), problems
+
+
+def test_text_report(contract_python, tmp_path):
+    record = tmp_path / "record.jsonl"
+    samples = [INVALID["unknown key in create"], VALID["flavor list"]]
+    record.write_text("".join(json.dumps(s) + "\n" for s in samples) + "not json\n")
+    proc = subprocess.run([str(contract_python), str(VALIDATOR), str(record)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    summary = "compute: checked 2 exchanges, 1 violations, 0 unknown routes, 0 version discovery"
+    assert summary in lines
+    violation = "  VIOLATION line 1: POST /v2.1/servers @2.96 [202] -> ServersController.create"
+    assert violation in lines
+    assert "ERROR line 3: not JSON: Expecting value: line 1 column 1 (char 0)" in lines
+    assert lines[-1] == "contract: FAILED"
+
+
+def test_samples_are_not_shared():
+    """The invalid samples are built from fresh copies, so the valid ones stay valid."""
+    assert "pinned_availability_zone" in VALID["server show"]["response"]["server"]
+    assert copy.deepcopy(VALID) == VALID

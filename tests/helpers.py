@@ -1,0 +1,79 @@
+"""Helpers for tests that use the local cloud: clients, SSH, keys, Docker labels."""
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import openstack
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+VAR = ROOT / "var" / "localcloud"
+RECORD = ROOT / "var" / "test-record.jsonl"
+
+
+@dataclass
+class LocalCloud:
+    clouds_yaml: Path
+    var_dir: Path
+    record: Path
+
+    @property
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update(OS_CLIENT_CONFIG_FILE=str(self.clouds_yaml), OS_CLOUD="localcloud",
+                   PATH=f"{BIN}:{env.get('PATH', '')}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+        return env
+
+    def connect(self, cloud: str = "localcloud") -> openstack.connection.Connection:
+        return openstack.connect(cloud=cloud, config_files=[str(self.clouds_yaml)])
+
+    def cli(self, *args: str, cloud: str = "localcloud", check: bool = True,
+            parse: bool = True):
+        """Run the real `openstack` CLI; JSON output parsed."""
+        command = [str(BIN / "openstack"), "--os-cloud", cloud, *args]
+        if parse:
+            command += ["-f", "json"]
+        result = subprocess.run(command, env=self.env, capture_output=True, text=True,
+                                timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed:\n{result.stderr}")
+        if not check:
+            return result
+        return json.loads(result.stdout) if parse and result.stdout.strip() else result.stdout
+
+    def localcloud(self, *args: str) -> str:
+        return subprocess.run([str(BIN / "localcloud"), *args], check=True, text=True,
+                              capture_output=True, timeout=900, cwd=ROOT).stdout
+
+
+
+
+def ssh(address: str, key: Path, command: str, check: bool = True, timeout: int = 600) -> str:
+    """Run a command on a server as its default user, with the keypair's private key."""
+    result = subprocess.run(
+        ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o",
+         "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+         "-o", "ConnectTimeout=10", f"debian@{address}", command],
+        capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ssh {address} {command!r} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def new_key(directory: Path, name: str = "id_ed25519") -> Path:
+    key = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def labelled(kind: str, label: str) -> list[str]:
+    """Names of Docker containers or volumes carrying a label."""
+    command = ["docker", "ps", "-a"] if kind == "container" else ["docker", "volume", "ls"]
+    fmt = "{{.Names}}" if kind == "container" else "{{.Name}}"
+    output = subprocess.run([*command, "--filter", f"label={label}", "--format", fmt],
+                            check=True, capture_output=True, text=True).stdout
+    return output.split()
