@@ -173,7 +173,7 @@ def _image_exists(ref: str) -> bool:
 
 
 def _remove_other_tags(ref: str) -> None:
-    """Older recipes' images go; `docker rmi` keeps what containers or snapshots still use."""
+    # older recipes go; `docker image rm` leaves those that containers or snapshots still use
     listed = subprocess.run(
         ["docker", "image", "ls", REPOSITORY, "--format", "{{.Repository}}:{{.Tag}}"],
         capture_output=True, text=True,
@@ -196,6 +196,7 @@ def _build(cache_dir: Path, ref: str, log: Log) -> None:
     _remove_tree(rootfs)
     try:
         _step(log, "debootstrap", _debootstrap, rootfs, debs)
+        _step(log, "debootstrap --second-stage", _debootstrap_second_stage, rootfs)
         with _proc_mounted(rootfs):
             _step(log, "apt-get install", _install_packages, rootfs, debs)
             _step(log, "configure", _configure, rootfs)
@@ -229,15 +230,21 @@ def _chroot(rootfs: Path, *args: str) -> None:
 
 def _debootstrap(rootfs: Path, debs: Path) -> None:
     _run([
-        "debootstrap", "--variant=minbase", f"--cache-dir={debs}",
+        "debootstrap", "--foreign", "--variant=minbase", f"--cache-dir={debs}",
         SUITE, str(rootfs), MIRROR,
     ])  # fmt: skip
 
 
-def _install_packages(rootfs: Path, debs: Path) -> None:
-    _write_files(rootfs, {**BUILD_FILES, "etc/apt/sources.list.d/debian.sources": APT_SOURCES})
+def _debootstrap_second_stage(rootfs: Path) -> None:
+    # A separate stage so that its dpkg runs skip fsync (unsafe-io): 11 s -> 5 s here.
+    _write_files(rootfs, BUILD_FILES)
     (rootfs / "usr/sbin/policy-rc.d").chmod(0o755)
+    _chroot(rootfs, "/debootstrap/debootstrap", "--second-stage")
+
+
+def _install_packages(rootfs: Path, debs: Path) -> None:
     (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
+    _write_files(rootfs, {"etc/apt/sources.list.d/debian.sources": APT_SOURCES})
     archives = rootfs / "var/cache/apt/archives"
     _link_debs(debs, archives)
     _chroot(rootfs, "apt-get", "-q", "update")

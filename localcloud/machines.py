@@ -100,26 +100,21 @@ class Machines:
         with self._locked(f"server:{server_id}"), _errors(f"booting server {server_id}"):
             if self._find(server_id) is not None:
                 raise MachineError(f"server {server_id} already has a container")
+            self._check_volume_unused(disk_volume)
             self.ensure_networks()
-            seed = self._write_seed(server_id, meta_data, user_data)
+            seed, machine_id = self._write_server_files(server_id, meta_data, user_data)
             self._ensure_volume(disk_volume, {})
+            private = self.config.private_network
+            endpoint = self._docker.api.create_endpoint_config(ipv4_address=ip)
             container = self._docker.containers.create(
                 image,
                 name=_container_name(server_id),
                 hostname=hostname,
                 labels={DOCKER_LABEL: "1", SERVER_LABEL: server_id},
                 environment={"container": "docker", "container_uuid": _machine_id(server_id)},
-                mounts=[
-                    Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind"),
-                    Mount(SEED_TARGET, str(seed), type="bind", read_only=True),
-                    Mount("/var/lib/docker", disk_volume, type="volume"),
-                ],
-                network=self.config.private_network,
-                networking_config={
-                    self.config.private_network: self._docker.api.create_endpoint_config(
-                        ipv4_address=ip
-                    )
-                },
+                mounts=_server_mounts(seed, machine_id, disk_volume),
+                network=private,
+                networking_config={private: endpoint},
                 nano_cpus=int(min(cpus, os.cpu_count() or 1) * 1e9),
                 mem_limit=f"{ram_mb}m",
                 **SYSTEMD_OPTIONS,
@@ -164,10 +159,7 @@ class Machines:
             container = self._find(server_id)
             if container is not None:
                 _remove_container(container)
-            seed = self._seed_dir(server_id)
-            shutil.rmtree(seed, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                seed.parent.rmdir()
+            self._remove_server_files(server_id)
 
     def stop_all(self) -> None:
         with _errors("stopping all servers"):
@@ -246,6 +238,10 @@ class Machines:
                 return False
             return True
 
+    def image_size(self, image_ref: str) -> int:
+        with _errors(f"reading image {image_ref}"):
+            return int(self._docker.images.get(image_ref).attrs.get("Size", 0))
+
     def delete_image(self, image_ref: str) -> None:
         with _errors(f"deleting image {image_ref}"), contextlib.suppress(NotFound):
             self._docker.images.remove(image_ref, force=True)
@@ -265,7 +261,9 @@ class Machines:
             for image in sorted(images, key=lambda i: i.attrs["Created"], reverse=True):
                 with contextlib.suppress(NotFound):
                     self._docker.images.remove(image.id, force=True)
-        shutil.rmtree(self._servers_dir(), ignore_errors=True)
+        if self._servers_dir().is_dir():
+            for server_dir in self._servers_dir().iterdir():
+                self._remove_server_files(server_dir.name)
 
     # helpers
 
@@ -310,15 +308,28 @@ class Machines:
     def _servers_dir(self) -> Path:
         return self.config.var_dir.resolve() / "servers"
 
-    def _seed_dir(self, server_id: str) -> Path:
-        return self._servers_dir() / server_id / "seed"
-
-    def _write_seed(self, server_id: str, meta_data: str, user_data: str | None) -> Path:
-        seed = self._seed_dir(server_id)
+    def _write_server_files(
+        self, server_id: str, meta_data: str, user_data: str | None
+    ) -> tuple[Path, Path]:
+        seed = self._servers_dir() / server_id / "seed"
         seed.mkdir(parents=True, exist_ok=True)
         (seed / "meta-data").write_text(meta_data)
         (seed / "user-data").write_text(user_data or "")
-        return seed
+        machine_id = seed.parent / "machine-id"
+        machine_id.write_text(_machine_id(server_id) + "\n")
+        return seed, machine_id
+
+    def _remove_server_files(self, server_id: str) -> None:
+        server_dir = self._servers_dir() / server_id
+        shutil.rmtree(server_dir / "seed", ignore_errors=True)
+        (server_dir / "machine-id").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            server_dir.rmdir()
+
+    def _check_volume_unused(self, name: str) -> None:
+        users = self._docker.containers.list(all=True, filters={"volume": name})
+        if users:
+            raise MachineError(f"volume {name} is in use by {', '.join(c.name for c in users)}")
 
     def _ensure_volume(self, name: str, labels: dict[str, str]) -> None:
         if not self.volume_exists(name):
@@ -375,13 +386,22 @@ def _container_name(server_id: str) -> str:
     return f"{CONTAINER_PREFIX}{server_id}"
 
 
+def _server_mounts(seed: Path, machine_id: Path, disk_volume: str) -> list[Mount]:
+    return [
+        Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind"),
+        Mount(SEED_TARGET, str(seed), type="bind", read_only=True),
+        # A mount stays out of snapshots: servers booted from one get their own machine-id.
+        Mount("/etc/machine-id", str(machine_id), type="bind", read_only=True),
+        Mount("/var/lib/docker", disk_volume, type="volume"),
+    ]
+
+
 def _machine_id(server_id: str) -> str:
-    """systemd makes /etc/machine-id from this: stable per server, different across servers."""
+    # stable across a server's reboots, different for servers booted from the same snapshot
     return uuid.uuid5(uuid.NAMESPACE_URL, f"localcloud:server:{server_id}").hex
 
 
 def _network_ip(container: Container, network: str) -> str | None:
-    container.reload()
     endpoint = container.attrs["NetworkSettings"]["Networks"].get(network)
     if endpoint is None:
         return None

@@ -411,7 +411,10 @@ def make_app(cloud) -> bottle.Bottle:
 
     @app.get("/v2.1/servers/<server_id>")
     def show_server(server_id):
-        return {"server": server_view(find_server(server_id))}
+        view = server_view(find_server(server_id))
+        if at_least("2.71"):
+            view["server_groups"] = []
+        return {"server": view}
 
     @app.post("/v2.1/servers", op="server.create")
     def create_server():

@@ -47,40 +47,47 @@ def unauthorized_as_keystone(error_body):
     return body
 
 
-def make_app(cloud: Cloud) -> bottle.Bottle:
-    root = bottle.Bottle()
+def make_app(cloud: Cloud) -> "Front":
+    """One WSGI app: each service's Bottle app under its path, as a real cloud's proxy does."""
+    apps = {}
     for path, name, module, error_body, versions in SERVICES:
         app = module.make_app(cloud)
         app.install(ServicePlugin(service=name, tokens=cloud.tokens, faults=cloud.faults,
                                   recorder=cloud.recorder, microversions=versions,
                                   error_body=unauthorized_as_keystone(error_body)))
-        root.mount(path + "/", app)
-    root.mount("/github/", github.make_app(cloud.config))
-    root.mount("/git/", githost.make_app(cloud.config))
+        apps[path] = app
+    apps["/github"] = github.make_app(cloud.config)
+    apps["/git"] = githost.make_app(cloud.config)
+    root = bottle.Bottle()
 
     @root.get("/")
     def index():
         return {"localcloud": {"identity": f"{cloud.config.endpoint}/identity",
                                "github": cloud.config.github_base_url,
                                "git": cloud.config.git_base_url}}
-    return root
+
+    apps[""] = root
+    return Front(apps, cloud.requests)
 
 
 class Front:
-    """WSGI middleware: counts requests per service, and serves a service's bare root
-    (`/identity`, the usual auth_url) as its `/identity/` version document."""
+    """WSGI dispatch by the first path segment, moved into SCRIPT_NAME so that each service
+    sees paths below its endpoint; counts requests per service for tests to read."""
 
-    def __init__(self, app, counter: Counter):
-        self.app = app
+    def __init__(self, apps: dict, counter: Counter):
+        self.apps = apps
         self.counter = counter
-        self.roots = {path for path, *_ in SERVICES}
 
     def __call__(self, environ, start_response):
-        path = environ.get("PATH_INFO", "/")
-        if path in self.roots:
-            environ["PATH_INFO"] = path + "/"
-        self.counter[path.strip("/").split("/", 1)[0] or "root"] += 1
-        return self.app(environ, start_response)
+        path = environ.get("PATH_INFO", "/") or "/"
+        prefix = "/" + path.lstrip("/").split("/", 1)[0]
+        app = self.apps.get(prefix)
+        if app is None:
+            prefix, app = "", self.apps[""]
+        self.counter[prefix.strip("/") or "root"] += 1
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+        environ["PATH_INFO"] = path[len(prefix):] or "/"
+        return app(environ, start_response)
 
 
 def main(argv=None) -> None:
@@ -99,7 +106,7 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listen = f"{config.host}:{config.port} {config.gateway}:{config.port}"
     log.info("localcloud serving on %s", listen)
-    waitress.serve(Front(make_app(cloud), cloud.requests), listen=listen, threads=16,
+    waitress.serve(make_app(cloud), listen=listen, threads=16,
                    ident="localcloud", channel_timeout=600)
 
 

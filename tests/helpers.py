@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openstack
+import openstack.config
+import openstack.connection
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -28,7 +30,8 @@ class LocalCloud:
         return env
 
     def connect(self, cloud: str = "localcloud") -> openstack.connection.Connection:
-        return openstack.connect(cloud=cloud, config_files=[str(self.clouds_yaml)])
+        config = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
+        return openstack.connection.Connection(config=config.get_one(cloud=cloud))
 
     def cli(self, *args: str, cloud: str = "localcloud", check: bool = True,
             parse: bool = True):

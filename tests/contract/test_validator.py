@@ -7,7 +7,6 @@ starting nova, cinder and keystone takes a few seconds each.
 
 from __future__ import annotations
 
-import copy
 import json
 import subprocess
 import sys
@@ -269,8 +268,8 @@ UNKNOWN = {
 
 @pytest.fixture(scope="session")
 def contract_python() -> Path:
-    if not VENV_PYTHON.exists():
-        subprocess.run(["bash", str(ROOT / "scripts" / "contract-venv.sh")], check=True)
+    """The contract venv's python; the script is quick when the venv is up to date."""
+    subprocess.run(["bash", str(ROOT / "scripts" / "contract-venv.sh")], check=True)
     return VENV_PYTHON
 
 
@@ -336,7 +335,7 @@ def test_unknown_routes_are_reported_separately(mixed_run):
         ("createImage without image_id at 2.96", "None is not of type 'object'"),
         ("400 for a request nova accepts", "refused with 400"),
         ("create answered 200 instead of 202", "nova answers 202"),
-        ("microversion beyond nova", "406"),
+        ("microversion beyond nova", "answers 406 here (microversion 2.105: nova supports 2.1"),
         ("unknown server action", "no such action: os-explode"),
         ("volume create with unknown key", "'colour' was unexpected"),
         ("token without identity", "identity"),
@@ -364,8 +363,3 @@ def test_text_report(contract_python, tmp_path):
     assert "ERROR line 3: not JSON: Expecting value: line 1 column 1 (char 0)" in lines
     assert lines[-1] == "contract: FAILED"
 
-
-def test_samples_are_not_shared():
-    """The invalid samples are built from fresh copies, so the valid ones stay valid."""
-    assert "pinned_availability_zone" in VALID["server show"]["response"]["server"]
-    assert copy.deepcopy(VALID) == VALID

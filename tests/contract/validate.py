@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import json
 import multiprocessing
@@ -47,7 +48,11 @@ class UnknownRoute(Exception):
 
 
 class BadVersion(Exception):
-    """The recorded microversion is one the service would refuse."""
+    """The recorded microversion is one the service would refuse (400 or 406)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -109,25 +114,37 @@ def schema_errors(validator, instance: Any, where: str) -> list[str]:
     return lines
 
 
+_VALIDATORS: dict[tuple[str, int], tuple[dict, Any]] = {}
+
+
+def cached_validator(make_validator, schema: dict):
+    """The services build a validator class per call; build one per schema and kind instead."""
+    key = (make_validator.__qualname__, id(schema))
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = (schema, make_validator(schema))  # holding schema keeps its id unique
+    return _VALIDATORS[key][1]
+
+
 def schema_check(make_validator, schema, where: str, pick: Callable[[dict], Any]):
     """A request/response check for one schema, or None when the service validates nothing."""
     if schema is None:
         return None
-    validator = make_validator(schema)
+    validator = cached_validator(make_validator, schema)
     return lambda exchange: schema_errors(validator, pick(exchange), where)
 
 
-def source_statuses(func) -> set[int]:
-    """Status codes a method sets by hand (webob.Response(status_int=...), http.client.X)."""
+@functools.cache
+def source_statuses(func) -> frozenset[int]:
+    """2xx codes a method sets by hand (webob.Response(status_int=...), http.client.X)."""
     try:
         source = inspect.getsource(inspect.unwrap(func))
     except (OSError, TypeError):
-        return set()
+        return frozenset()
     codes = {int(code) for code in re.findall(r"status_int=(\d{3})", source)}
     for name in re.findall(r"(?:HTTPStatus|http\.client)\.([A-Z_]+)\b", source):
         with contextlib.suppress(KeyError):
             codes.add(HTTPStatus[name].value)
-    return codes
+    return frozenset(code for code in codes if 200 <= code < 300)
 
 
 def judge_refusal(status: int, refusal: Refusal, service: str) -> list[str]:
@@ -217,12 +234,10 @@ class NovaApi:
         try:
             version = self.versions.APIVersionRequest(text)
         except Exception as exc:
-            raise BadVersion(f"nova refuses microversion {text!r} with 400") from exc
+            raise BadVersion(400, f"nova cannot parse microversion {text!r}") from exc
         low, high = self.versions.min_api_version(), self.versions.max_api_version()
         if not version.matches(low, high):
-            raise BadVersion(
-                f"nova supports {low.get_string()}..{high.get_string()}, refuses {text} with 406"
-            )
+            raise BadVersion(406, f"nova supports {low.get_string()}..{high.get_string()}")
         return version
 
     def resolve(self, exchange: dict, version) -> Operation | Refusal | str:
@@ -283,7 +298,7 @@ class NovaApi:
         return schemas(req) if schemas is not None else None
 
     def _statuses(self, func, req) -> set[int]:
-        codes = source_statuses(func)
+        codes = set(source_statuses(func))
         if hasattr(func, "wsgi_codes"):
             with contextlib.suppress(Exception):
                 codes.add(func.wsgi_codes(req))
@@ -331,12 +346,10 @@ class CinderApi:
         try:
             version = self.versions.APIVersionRequest(text)
         except Exception as exc:
-            raise BadVersion(f"cinder refuses microversion {text!r} with 400") from exc
+            raise BadVersion(400, f"cinder cannot parse microversion {text!r}") from exc
         low, high = self.versions.min_api_version(), self.versions.max_api_version()
         if not version.matches(low, high):
-            raise BadVersion(
-                f"cinder supports {low.get_string()}..{high.get_string()}, refuses {text} with 406"
-            )
+            raise BadVersion(406, f"cinder supports {low.get_string()}..{high.get_string()}")
         return version
 
     def resolve(self, exchange: dict, version) -> Operation | Refusal | str:
@@ -362,15 +375,15 @@ class CinderApi:
 
     def operation(self, meth, version) -> Operation | Refusal:
         func = self._select_version(meth, version)
-        name = getattr(meth, "__qualname__", str(meth))
         if func is None:
+            name = self._versioned_name(meth)
             return Refusal(404, f"{name} is not in microversion {version.get_string()}")
         checks = [
             schema_check(self._validator, schema, "request", lambda ex: ex.get("request"))
             for schema, low, high in self._schemas(func)
             if version.matches(low, high)
         ]
-        statuses = source_statuses(func)
+        statuses = set(source_statuses(func))
         if getattr(func, "wsgi_code", None):
             statuses.add(func.wsgi_code)
         return Operation(func.__qualname__, request_checks=checks, statuses=statuses or {200})
@@ -385,6 +398,11 @@ class CinderApi:
             if version.matches_versioned_method(candidate):
                 return candidate.func
         return None
+
+    @staticmethod
+    def _versioned_name(meth) -> str:
+        scope = inspect.getclosurevars(meth).nonlocals
+        return f"{type(scope['self']).__name__}.{scope['key']}"
 
     @staticmethod
     def _schemas(func):
@@ -466,7 +484,7 @@ class KeystoneApi:
             response_check=schema_check(
                 self._validator, getattr(func, "_response_body_schema", None),
                 "response", lambda ex: ex.get("response")),
-            statuses=source_statuses(func) | {200},
+            statuses=set(source_statuses(func)) or {200},
         )
 
     def _token_check(self, exchange: dict) -> list[str]:
@@ -505,12 +523,11 @@ APIS = {"compute": NovaApi, "volumev3": CinderApi, "identity": KeystoneApi}
 def check_exchange(api, exchange: dict) -> dict:
     result = {"line": exchange["line"], "operation": None, "problems": []}
     try:
-        version = api.version(exchange.get("microversion"))
-        outcome = api.resolve(exchange, version)
+        outcome = api.resolve(exchange, api.version(exchange.get("microversion")))
     except UnknownRoute as exc:
         return {**result, "outcome": "unknown", "problems": [f"unknown to {api.name}: {exc}"]}
     except BadVersion as exc:
-        return {**result, "outcome": "checked", "problems": [str(exc)]}
+        outcome = Refusal(exc.status, f"microversion {exchange.get('microversion')}: {exc}")
     if outcome == SKIP:
         return {**result, "outcome": "skipped"}
     if isinstance(outcome, Operation):
@@ -646,7 +663,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    exchanges, load_errors = load_exchanges(args.record)
+    try:
+        exchanges, load_errors = load_exchanges(args.record)
+    except OSError as exc:
+        print(f"contract: cannot read {args.record}: {exc}", file=sys.stderr)
+        return 2
     groups = group_by_service(exchanges)
     report = build_report(groups, run_services(groups), load_errors)
     if args.json:

@@ -130,6 +130,8 @@ def test_boot_ssh_docker_snapshot_and_boot_from_snapshot(
         assert machines.wait_up(first, timeout=120)
         timings["boot to ssh"] = time.monotonic() - started
         assert ssh(ssh_key, ip1, "hostname").strip() == "vm-one"
+        assert ssh(ssh_key, ip1, "systemctl is-system-running --wait") == "running\n"
+        machine_id = ssh(ssh_key, ip1, "cat /etc/machine-id")
         assert ssh(ssh_key, ip1, "cat /etc/localcloud-test") == "made-by-runcmd\n"
         assert "buildx" in ssh(ssh_key, ip1, "bash -s", stdin=INNER_BUILD)
         assert ssh(ssh_key, ip1, INNER_CHECK) == "new\n1234:5678\n"
@@ -151,6 +153,8 @@ def test_boot_ssh_docker_snapshot_and_boot_from_snapshot(
         assert machines.wait_up(second, timeout=120)
         timings["boot from snapshot to ssh"] = time.monotonic() - started
         assert ssh(ssh_key, ip2, "hostname").strip() == "vm-two"
+        assert ssh(ssh_key, ip2, "systemctl is-system-running --wait") == "running\n"
+        assert ssh(ssh_key, ip2, "cat /etc/machine-id") != machine_id
         assert ssh(ssh_key, ip2, "cat /etc/localcloud-test") == "made-by-runcmd\n"
         assert ssh(ssh_key, ip2, INNER_CHECK) == "new\n1234:5678\n"
 
@@ -160,7 +164,7 @@ def test_boot_ssh_docker_snapshot_and_boot_from_snapshot(
         machines.detach_floating_ip(second, floating)  # idempotent
 
         assert machines.wait_up(first, timeout=60)
-        assert ssh(ssh_key, ip1, "cat /etc/localcloud-test") == "made-by-runcmd\n"
+        assert ssh(ssh_key, ip1, "cat /etc/machine-id") == machine_id
     finally:
         for server in (first, second):
             machines.delete(server)
