@@ -5,6 +5,7 @@ import http.client
 import socket
 import subprocess
 import threading
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from waitress import create_server
 
 from localcloud import githost
 from localcloud.config import Config
+from localcloud.service import Front
 
 
 def free_port() -> int:
@@ -40,9 +42,8 @@ def config(tmp_path, git_env) -> Config:
 @pytest.fixture
 def base_url(config) -> str:
     """The git host served as localcloud serves it, mounted at /git; its URL from the host."""
-    root = Bottle()
-    root.mount("/git", githost.make_app(config))
-    server = create_server(root, host="127.0.0.1", port=config.port, threads=4)
+    front = Front({"/git": githost.make_app(config), "": Bottle()}, Counter())
+    server = create_server(front, host="127.0.0.1", port=config.port, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{config.port}/git"

@@ -5,6 +5,7 @@ import os
 import socket
 import stat
 import threading
+from collections import Counter
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,6 +18,7 @@ from waitress import create_server
 
 from localcloud import github
 from localcloud.config import Config
+from localcloud.service import Front
 
 CALLBACK = "http://127.0.0.1:8080/auth/callback"
 
@@ -38,16 +40,14 @@ def config(tmp_path) -> Config:
     return Config(var_dir=tmp_path / "var", port=free_port())
 
 
-@pytest.fixture(params=["/github", "/github/"])
-def serve(request, config):
-    """serve() (re)starts the GitHub stand-in, mounted as localcloud mounts it (both ways
-    Bottle can mount): a second call is a new life of the service on the same var_dir."""
+@pytest.fixture
+def serve(config):
+    """serve() (re)starts the GitHub stand-in, mounted as localcloud's front mounts it: a
+    second call is a new life of the service on the same var_dir."""
     current = []
 
     def start() -> None:
-        root = Bottle()
-        root.mount(request.param, github.make_app(config))
-        current[:] = [root]
+        current[:] = [Front({"/github": github.make_app(config), "": Bottle()}, Counter())]
 
     server = create_server(lambda environ, respond: current[0](environ, respond),
                            host="127.0.0.1", port=config.port, threads=4)
