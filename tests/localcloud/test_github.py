@@ -6,7 +6,6 @@ import socket
 import stat
 import threading
 from collections import Counter
-from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,6 +18,7 @@ from waitress import create_server
 from localcloud import github
 from localcloud.config import Config
 from localcloud.service import Front
+from tests.helpers import Form, sign_in
 
 CALLBACK = "http://127.0.0.1:8080/auth/callback"
 
@@ -66,37 +66,6 @@ def base(config, serve) -> str:
 @pytest.fixture
 def oauth_app(config) -> tuple[str, str]:
     return github.register_oauth_app(config, CALLBACK)
-
-
-class Form(HTMLParser):
-    """The fields of the first form of a page, as a browser would submit them."""
-
-    def __init__(self, page: str):
-        super().__init__()
-        self.action, self.fields = None, {}
-        self.feed(page)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form" and self.action is None:
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("type") == "hidden":
-            self.fields[attrs["name"]] = attrs["value"]
-
-
-def sign_in(authorization_url: str, login: str = "alice", orgs: str = "", **fields) -> str:
-    """Open the authorize page, fill it in, submit it: the Location it sends us to."""
-    page = requests.get(authorization_url, timeout=10)
-    assert page.status_code == 200, page.text
-    form = Form(page.text)
-    parts = urlsplit(authorization_url)
-    assert form.action == parts.path
-    answer = requests.post(
-        f"{parts.scheme}://{parts.netloc}{form.action}",
-        data=form.fields | {"login": login, "orgs": orgs, "authorize": "1"} | fields,
-        allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return answer.headers["Location"]
 
 
 def session(oauth_app, scope=("read:org",), redirect_uri=CALLBACK) -> OAuth2Session:
