@@ -1,8 +1,13 @@
-"""The Debian 13 "cloud image" localcloud's servers boot.
+"""The Debian 13 "cloud image" localcloud's servers boot, and the notebook base image.
 
 debootstrap (minbase) into a cache directory, apt-get the rest in a chroot, configure it like a
 cloud image (cloud-init with NoCloud, default user `debian`, no host keys, empty machine-id),
 then `tar | docker import`. The tag carries a hash of the recipe: a changed recipe rebuilds.
+
+The notebook base image (:func:`ensure_notebook_image`) is made the same way, from its own
+rootfs with the same debs cache: python3, a venv /opt/notebook with Jupyter, user jovyan. It is
+the `FROM` of test repositories that repo2docker builds with their Dockerfile, since no
+registry is reachable; :func:`export_image` saves it for servers to `docker load`.
 """
 
 import contextlib
@@ -172,13 +177,14 @@ def _image_exists(ref: str) -> bool:
     return result.returncode == 0
 
 
-def _remove_other_tags(ref: str) -> None:
+def _remove_other_tags(ref: str, keep: tuple[str, ...] = ()) -> None:
     # older recipes go; `docker image rm` leaves those that containers or snapshots still use
+    repository = ref.rpartition(":")[0]
     listed = subprocess.run(
-        ["docker", "image", "ls", REPOSITORY, "--format", "{{.Repository}}:{{.Tag}}"],
+        ["docker", "image", "ls", repository, "--format", "{{.Repository}}:{{.Tag}}"],
         capture_output=True, text=True,
     )  # fmt: skip
-    for other in set(listed.stdout.split()) - {ref}:
+    for other in set(listed.stdout.split()) - {ref, *keep}:
         subprocess.run(["docker", "image", "rm", other], capture_output=True)
 
 
@@ -211,21 +217,23 @@ def _step(log: Log, name: str, func: Callable[..., None], *args: object) -> None
     log(f"baseimage: {name} took {time.monotonic() - started:.0f} s")
 
 
-def _run(args: list[str], **kwargs: object) -> None:
+def _run(args: list[str], **kwargs: object) -> str:
     result = subprocess.run(args, capture_output=True, text=True, **kwargs)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).strip().splitlines()
         tail = "\n".join(output[-25:])
         raise BaseImageError(f"{' '.join(args[:4])} failed ({result.returncode}):\n{tail}")
+    return result.stdout
 
 
-def _chroot(rootfs: Path, *args: str) -> None:
-    env = {
+def _chroot(rootfs: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    environment = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "DEBIAN_FRONTEND": "noninteractive",
         "LANG": "C.UTF-8",
+        **(env or {}),
     }
-    _run(["chroot", str(rootfs), *args], env=env)
+    return _run(["chroot", str(rootfs), *args], env=environment)
 
 
 def _debootstrap(rootfs: Path, debs: Path) -> None:
@@ -242,7 +250,7 @@ def _debootstrap_second_stage(rootfs: Path) -> None:
     _chroot(rootfs, "/debootstrap/debootstrap", "--second-stage")
 
 
-def _install_packages(rootfs: Path, debs: Path) -> None:
+def _install_packages(rootfs: Path, debs: Path, packages: tuple[str, ...] = PACKAGES) -> None:
     (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
     _write_files(rootfs, {"etc/apt/sources.list.d/debian.sources": APT_SOURCES})
     archives = rootfs / "var/cache/apt/archives"
@@ -250,7 +258,7 @@ def _install_packages(rootfs: Path, debs: Path) -> None:
     _chroot(rootfs, "apt-get", "-q", "update")
     _chroot(
         rootfs, "apt-get", "install", "-q", "-y", "--no-install-recommends",
-        "-o", "Dpkg::Use-Pty=0", *PACKAGES,
+        "-o", "Dpkg::Use-Pty=0", *packages,
     )  # fmt: skip
     _link_debs(archives, debs)
 
@@ -298,10 +306,12 @@ def _remove(rootfs: Path, patterns: tuple[str, ...]) -> None:
                 path.unlink()
 
 
-def _import(rootfs: Path, ref: str) -> None:
+def _import(
+    rootfs: Path, ref: str, image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base"
+) -> None:
     recipe = ref.rpartition(":")[2]
-    labels = [f"LABEL {DOCKER_LABEL}=1", f"LABEL {DOCKER_LABEL}.base={recipe}"]
-    changes = [arg for change in (*IMAGE_CHANGES, *labels) for arg in ("--change", change)]
+    labels = [f"LABEL {DOCKER_LABEL}=1", f"LABEL {DOCKER_LABEL}.{kind}={recipe}"]
+    changes = [arg for change in (*image_changes, *labels) for arg in ("--change", change)]
     tar = subprocess.Popen(
         ["tar", "-C", str(rootfs), "--numeric-owner", "--xattrs", "--xattrs-include=*",
          "-c", "."],
@@ -336,3 +346,220 @@ def _remove_tree(root: Path) -> None:
     if root.exists():
         _unmount_below(root)
         shutil.rmtree(root)
+
+
+# --- the notebook base image -----------------------------------------------------------------
+
+NOTEBOOK_REPOSITORY = "localcloud/notebook-base"
+NOTEBOOK_LATEST = f"{NOTEBOOK_REPOSITORY}:latest"  # what Dockerfiles say FROM: see samples/
+NOTEBOOK_RECIPE_VERSION = 1  # bump when the build steps change and the data below does not
+NOTEBOOK_PACKAGES = ("python3", "python3-venv", "ca-certificates", "tini")
+NOTEBOOK_REQUIREMENTS = ("jupyter-server==2.21.1", "notebook==7.6.5")
+NOTEBOOK_VENV = "/opt/notebook"
+NOTEBOOK_USER = "jovyan"
+NOTEBOOK_UID = 1000
+NOTEBOOK_PORT = 8888
+NOTEBOOK_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+# Like Debian's -slim images: no documentation, manuals or translations, in this image and in
+# what images built from it install with apt.
+DPKG_EXCLUDES = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+"""
+
+NOTEBOOK_FILES = {
+    "etc/dpkg/dpkg.cfg.d/localcloud-slim": DPKG_EXCLUDES,
+    "etc/apt/apt.conf.d/localcloud-slim": 'APT::Install-Recommends "false";\n',
+    "etc/default/locale": "LANG=C.UTF-8\n",
+}
+
+NOTEBOOK_REMOVED_AFTER_BUILD = (
+    # what debootstrap's first stage unpacked before the dpkg excludes applied (and
+    # usr/share/doc/*, but for copyright files: see _remove_docs)
+    "usr/share/man/*",
+    "usr/share/info/*",
+    "usr/share/locale/[!l]*",
+    "usr/share/lintian/*",
+    "root/.cache",
+    *(pattern for pattern in REMOVED_AFTER_BUILD if not pattern.startswith("etc/ssh")),
+)
+
+NOTEBOOK_IMAGE_CHANGES = (
+    f"ENV PATH={NOTEBOOK_VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    "ENV SHELL=/bin/bash",
+    # pip trusts the system store (which holds the host's CA) on its own; requests does not
+    f"ENV PIP_CERT={NOTEBOOK_CA_BUNDLE}",
+    f"ENV REQUESTS_CA_BUNDLE={NOTEBOOK_CA_BUNDLE}",
+    f"ENV NB_USER={NOTEBOOK_USER}",
+    f"ENV NB_UID={NOTEBOOK_UID}",
+    f"USER {NOTEBOOK_UID}",  # numeric, so that Kubernetes' runAsNonRoot can check it
+    f"WORKDIR /home/{NOTEBOOK_USER}",
+    f"EXPOSE {NOTEBOOK_PORT}",
+    'ENTRYPOINT ["tini", "-g", "--"]',
+    f'CMD ["jupyter", "server", "--ip=0.0.0.0", "--port={NOTEBOOK_PORT}"]',
+)
+
+
+def ensure_notebook_image(cache_dir: Path, *, log: Log = print) -> str:
+    """The notebook base image `localcloud/notebook-base:<recipe hash>`, built if missing.
+
+    Also tagged `localcloud/notebook-base:latest`. Debian 13 minbase with python3, tini and the
+    host's CA bundle trusted; a venv /opt/notebook (on PATH, owned by jovyan so that images built
+    from it can pip install as the user) with jupyter-server and notebook; user jovyan (uid 1000,
+    home /home/jovyan) by default. `docker run -p 8888:8888 IMAGE` serves Jupyter on port 8888.
+    cache_dir is the one given to :func:`ensure_base_image`: the debs cache is shared.
+    """
+    ref = f"{NOTEBOOK_REPOSITORY}:{notebook_recipe_hash()}"
+    if not _image_exists(ref):
+        cache_dir = Path(cache_dir).resolve()
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with _locked(cache_dir / ".lock"):  # the base image's: one debootstrap at a time
+            if not _image_exists(ref):
+                started = time.monotonic()
+                log(f"baseimage: building {ref} (Debian {SUITE} and Jupyter, about a minute)")
+                _build_notebook(cache_dir, ref, log)
+                log(f"baseimage: built {ref} in {time.monotonic() - started:.0f} s")
+                _run(["docker", "tag", ref, NOTEBOOK_LATEST])
+                _remove_other_tags(ref, keep=(NOTEBOOK_LATEST,))
+    if _image_id(NOTEBOOK_LATEST) != _image_id(ref):
+        _run(["docker", "tag", ref, NOTEBOOK_LATEST])
+    return ref
+
+
+def notebook_recipe_hash() -> str:
+    recipe = {
+        "version": NOTEBOOK_RECIPE_VERSION,
+        "suite": SUITE,
+        "mirror": MIRROR,
+        "sources": APT_SOURCES,
+        "packages": NOTEBOOK_PACKAGES,
+        "requirements": NOTEBOOK_REQUIREMENTS,
+        "venv": NOTEBOOK_VENV,
+        "user": [NOTEBOOK_USER, NOTEBOOK_UID],
+        "files": NOTEBOOK_FILES,
+        "build_files": BUILD_FILES,
+        "removed": NOTEBOOK_REMOVED_AFTER_BUILD,
+        "changes": NOTEBOOK_IMAGE_CHANGES,
+        "host_ca": _host_certs(),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def export_image(ref: str, tarball: Path) -> Path:
+    """`docker save` the image ref to tarball, unless it already holds that image; the path.
+
+    The tarball also carries the image's other tags in the same repository (for the notebook
+    image: `:latest`, which Dockerfiles name), so `docker load` restores them all. A file
+    tarball + ".json" records what it holds; a changed image is saved again.
+    """
+    tarball = Path(tarball).absolute()
+    image = _image_id(ref)
+    if image is None:
+        raise BaseImageError(f"no image {ref} to export")
+    tags = [ref, *_other_tags(ref)]
+    stamp = tarball.with_name(tarball.name + ".json")
+    wanted = {"id": image, "tags": tags}
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(tarball.with_name(f".{tarball.name}.lock")):
+        if tarball.exists() and _read_json(stamp) == wanted:
+            return tarball
+        partial = tarball.with_name(f".{tarball.name}.partial")
+        try:
+            _run(["docker", "save", "-o", str(partial), *tags])
+            stamp.unlink(missing_ok=True)
+            partial.replace(tarball)
+        finally:
+            partial.unlink(missing_ok=True)
+        stamp.write_text(json.dumps(wanted))
+    return tarball
+
+
+def _image_id(ref: str) -> str | None:
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _other_tags(ref: str) -> list[str]:
+    """The image's tags in the same repository as ref, other than ref."""
+    result = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .RepoTags}}", ref],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    repository = ref.rpartition(":")[0]
+    tags = json.loads(result.stdout or "[]") or []
+    return sorted(tag for tag in tags if tag != ref and tag.rpartition(":")[0] == repository)
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _build_notebook(cache_dir: Path, ref: str, log: Log) -> None:
+    rootfs = cache_dir / "notebook-rootfs"
+    debs = cache_dir / "debs"
+    debs.mkdir(exist_ok=True)
+    _remove_tree(rootfs)
+    try:
+        _step(log, "notebook: debootstrap", _debootstrap, rootfs, debs)
+        _write_files(rootfs, NOTEBOOK_FILES)  # before dpkg runs, for its excludes
+        _step(log, "notebook: debootstrap --second-stage", _debootstrap_second_stage, rootfs)
+        with _proc_mounted(rootfs):
+            _step(log, "notebook: apt-get install", _install_packages, rootfs, debs,
+                  NOTEBOOK_PACKAGES)  # fmt: skip
+            _add_host_certs(rootfs)
+            _chroot(rootfs, "update-ca-certificates")
+            _step(log, "notebook: pip install", _install_notebook, rootfs)
+            _configure_notebook(rootfs)
+        _step(log, "notebook: docker import", _import, rootfs, ref, NOTEBOOK_IMAGE_CHANGES,
+              "notebook-base")  # fmt: skip
+    finally:
+        _remove_tree(rootfs)
+
+
+def _install_notebook(rootfs: Path) -> None:
+    # pip runs in the chroot, on the host's network: no registry, no container networking.
+    # It trusts the chroot's CA store, which now holds the host's CA too.
+    _chroot(rootfs, "python3", "-m", "venv", NOTEBOOK_VENV)
+    _chroot(
+        rootfs, f"{NOTEBOOK_VENV}/bin/pip", "install", "--no-cache-dir", "--only-binary=:all:",
+        "--disable-pip-version-check", "--no-input", "--cert", NOTEBOOK_CA_BUNDLE,
+        *NOTEBOOK_REQUIREMENTS,
+        env={"HOME": "/root", "PIP_ROOT_USER_ACTION": "ignore"},
+    )  # fmt: skip
+    freeze = _chroot(rootfs, f"{NOTEBOOK_VENV}/bin/pip", "freeze", "--all")
+    (rootfs / NOTEBOOK_VENV.lstrip("/") / "requirements.lock").write_text(freeze)
+
+
+def _configure_notebook(rootfs: Path) -> None:
+    _chroot(rootfs, "useradd", "--create-home", "--user-group", "--no-log-init",
+            "--uid", str(NOTEBOOK_UID), "--shell", "/bin/bash", NOTEBOOK_USER)  # fmt: skip
+    _chroot(rootfs, "chown", "-R", f"{NOTEBOOK_UID}:{NOTEBOOK_UID}", NOTEBOOK_VENV)
+    _remove(rootfs, NOTEBOOK_REMOVED_AFTER_BUILD)
+    _remove_docs(rootfs)
+    (rootfs / "etc/resolv.conf").write_text("")
+
+
+def _remove_docs(rootfs: Path) -> None:
+    for package in (rootfs / "usr/share/doc").iterdir():
+        if package.is_dir() and not package.is_symlink():
+            for path in package.iterdir():
+                if path.name == "copyright":
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()

@@ -37,18 +37,28 @@ def running_pid(config: Config) -> int | None:
     return pid
 
 
-def healthy(config: Config) -> bool:
+def serving_pid(config: Config) -> int | None:
+    """The pid of the local cloud answering on the configured port, if any answers."""
     try:
-        return requests.get(f"{config.endpoint}/identity/v3", timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
+        return requests.get(f"{config.endpoint}/", timeout=2).json()["localcloud"]["pid"]
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None
+
+
+def healthy(config: Config, pid: int | None = None) -> bool:
+    """Our service answers: the one whose pid we started (or recorded), not another one."""
+    return pid is not None and serving_pid(config) == pid
 
 
 def up(config: Config, record: str | None) -> None:
-    if running_pid(config) and healthy(config):
+    if healthy(config, running_pid(config)):
         say(f"already running at {config.endpoint}")
         write_clouds_yaml(config)
         return
+    other = serving_pid(config)
+    if other:
+        sys.exit(f"localcloud: another local cloud (pid {other}) serves {config.endpoint}; "
+                 "stop it first with `localcloud down` in its checkout")
     config.var_dir.mkdir(parents=True, exist_ok=True)
     from localcloud.machines import Machines
     Machines(config).ensure_networks()
@@ -75,7 +85,7 @@ def start_service(config: Config, record: str | None) -> None:
         if process.poll() is not None:
             sys.exit(f"localcloud: the service stopped at start; see {log_path}:\n" +
                      "\n".join(log_path.read_text().splitlines()[-15:]))
-        if healthy(config):
+        if healthy(config, process.pid):
             return
         time.sleep(0.3)
     sys.exit(f"localcloud: the service did not answer in {START_TIMEOUT} s; see {log_path}")
@@ -184,7 +194,7 @@ def remove_tree(path: Path) -> None:
 
 def status(config: Config) -> int:
     pid = running_pid(config)
-    if not (pid and healthy(config)):
+    if not healthy(config, pid):
         say("not running")
         return 3
     token = password_token(config)

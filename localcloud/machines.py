@@ -102,7 +102,7 @@ class Machines:
                 raise MachineError(f"server {server_id} already has a container")
             self._check_volume_unused(disk_volume)
             self.ensure_networks()
-            seed, machine_id = self._write_server_files(server_id, meta_data, user_data)
+            seed = self._write_server_files(server_id, meta_data, user_data)
             self._ensure_volume(disk_volume, {})
             private = self.config.private_network
             endpoint = self._docker.api.create_endpoint_config(ipv4_address=ip)
@@ -112,7 +112,7 @@ class Machines:
                 hostname=hostname,
                 labels={DOCKER_LABEL: "1", SERVER_LABEL: server_id},
                 environment={"container": "docker", "container_uuid": _machine_id(server_id)},
-                mounts=_server_mounts(seed, machine_id, disk_volume),
+                mounts=_server_mounts(seed, disk_volume),
                 network=private,
                 networking_config={private: endpoint},
                 nano_cpus=int(min(cpus, os.cpu_count() or 1) * 1e9),
@@ -308,21 +308,16 @@ class Machines:
     def _servers_dir(self) -> Path:
         return self.config.var_dir.resolve() / "servers"
 
-    def _write_server_files(
-        self, server_id: str, meta_data: str, user_data: str | None
-    ) -> tuple[Path, Path]:
+    def _write_server_files(self, server_id: str, meta_data: str, user_data: str | None) -> Path:
         seed = self._servers_dir() / server_id / "seed"
         seed.mkdir(parents=True, exist_ok=True)
         (seed / "meta-data").write_text(meta_data)
         (seed / "user-data").write_text(user_data or "")
-        machine_id = seed.parent / "machine-id"
-        machine_id.write_text(_machine_id(server_id) + "\n")
-        return seed, machine_id
+        return seed
 
     def _remove_server_files(self, server_id: str) -> None:
         server_dir = self._servers_dir() / server_id
         shutil.rmtree(server_dir / "seed", ignore_errors=True)
-        (server_dir / "machine-id").unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             server_dir.rmdir()
 
@@ -386,18 +381,18 @@ def _container_name(server_id: str) -> str:
     return f"{CONTAINER_PREFIX}{server_id}"
 
 
-def _server_mounts(seed: Path, machine_id: Path, disk_volume: str) -> list[Mount]:
+def _server_mounts(seed: Path, disk_volume: str) -> list[Mount]:
     return [
         Mount("/sys/fs/cgroup", "/sys/fs/cgroup", type="bind"),
         Mount(SEED_TARGET, str(seed), type="bind", read_only=True),
-        # A mount stays out of snapshots: servers booted from one get their own machine-id.
-        Mount("/etc/machine-id", str(machine_id), type="bind", read_only=True),
         Mount("/var/lib/docker", disk_volume, type="volume"),
     ]
 
 
 def _machine_id(server_id: str) -> str:
-    # stable across a server's reboots, different for servers booted from the same snapshot
+    # While /etc/machine-id is empty, systemd mounts one made from $container_uuid over it:
+    # stable across a server's reboots, different for servers booted from the same snapshot.
+    # An image prepared for snapshotting empties the file, as on a real cloud.
     return uuid.uuid5(uuid.NAMESPACE_URL, f"localcloud:server:{server_id}").hex
 
 

@@ -62,7 +62,8 @@ def make_app(cloud: Cloud) -> "Front":
 
     @root.get("/")
     def index():
-        return {"localcloud": {"identity": f"{cloud.config.endpoint}/identity",
+        return {"localcloud": {"pid": os.getpid(), "var_dir": str(cloud.config.var_dir.resolve()),
+                               "identity": f"{cloud.config.endpoint}/identity",
                                "github": cloud.config.github_base_url,
                                "git": cloud.config.git_base_url}}
 
