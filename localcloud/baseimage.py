@@ -476,6 +476,7 @@ def export_image(ref: str, tarball: Path) -> Path:
         try:
             _run(["docker", "save", "-o", str(partial), *tags])
             stamp.unlink(missing_ok=True)
+            partial.chmod(0o644)  # docker save makes it 0600; it holds nothing secret
             partial.replace(tarball)
         finally:
             partial.unlink(missing_ok=True)

@@ -63,12 +63,19 @@ def up(config: Config, record: str | None) -> None:
     from localcloud.machines import Machines
     Machines(config).ensure_networks()
     ensure_base_image(config.var_dir / "cache", log=say)
+    from localcloud.baseimage import ensure_notebook_image, export_image
+    notebook = ensure_notebook_image(config.var_dir / "cache", log=say)
+    export_image(notebook, config.var_dir / "cache" / "notebook-base.tar")
     start_service(config, record)
     write_clouds_yaml(config)
     client_id, _ = oauth_app(config)
+    sample = Path(__file__).resolve().parent / "samples" / "notebook"
+    sample_url = githost.publish_repository(config, "ssc", "sample-notebook", sample)
     say(f"up at {config.endpoint}; clouds.yaml: {config.var_dir / 'clouds.yaml'}")
     say(f"GitHub stand-in: {config.github_base_url} (OAuth app {client_id}, callback "
         f"{WEB_CALLBACK}); git hosting: {config.git_base_url}")
+    say(f"sample repository: {sample_url} (FROM {notebook}, saved for servers in "
+        f"{config.var_dir / 'cache' / 'notebook-base.tar'})")
 
 
 def start_service(config: Config, record: str | None) -> None:
