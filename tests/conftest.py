@@ -25,6 +25,19 @@ def cloud() -> LocalCloud:
     subprocess.run([*command, "down"], cwd=ROOT, timeout=300, stdout=subprocess.DEVNULL)
 
 
+@pytest.fixture(scope="session")
+def prebuilt_image(cloud) -> tuple[subprocess.CompletedProcess, object]:
+    """playbooks/build_image.yml run once on the local inventory (the sample pre-built):
+    its run and the newest image it made."""
+    result = subprocess.run([str(BIN / "ansible-playbook"),
+                             str(ROOT / "playbooks" / "build_image.yml")], env=cloud.env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
+    images = [i for i in cloud.connect().image.images()
+              if i.properties.get("ssc_r2d_prefix") == "ssc-repo2docker"]
+    return result, max(images, key=lambda i: i.created_at)
+
+
 def pytest_collection_modifyitems(items):
     """The contract check reads what every other test recorded: it runs last."""
     items.sort(key=lambda item: "contract_check" in item.nodeid)

@@ -123,6 +123,11 @@ from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
 
+ARGUMENT_SPEC = dict(
+    repo=dict(type="str", required=True),
+    ref=dict(type="str", default=""),
+    git_executable=dict(type="str", default="git"),
+)
 ALLOWED_SCHEMES = ("https", "http", "git")
 COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 FORBIDDEN_IN_REF = frozenset(" ~^:?*[\\")
@@ -173,9 +178,9 @@ def repo_error(repo):
         hostname = parts.hostname
     except ValueError as error:
         return f"it is not a valid URL ({error})"
-    if parts.scheme.lower() not in ALLOWED_SCHEMES:
+    if not repo.startswith(tuple(f"{scheme}://" for scheme in ALLOWED_SCHEMES)):
         return "only https://, http:// and git:// URLs are allowed"
-    if not repo.lower().startswith(f"{parts.scheme.lower()}://") or not hostname:
+    if not hostname:
         return "it has no host"
     if hostname.startswith("-"):
         return "its host starts with '-'"
@@ -256,14 +261,7 @@ def first_lines(text, count=STDERR_LINES):
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            repo=dict(type="str", required=True),
-            ref=dict(type="str", default=""),
-            git_executable=dict(type="str", default="git"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     repo, ref = module.params["repo"], module.params["ref"] or ""
 
     problem = repo_error(repo)

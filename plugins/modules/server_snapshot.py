@@ -309,8 +309,12 @@ class ServerSnapshotModule(OpenStackModule):
         if plan["action"] == "create":
             image = self.conn.compute.create_server_image(
                 server, name, metadata=properties or None, wait=False)
-            if image is None:  # Glance does not list it yet
-                image = self._find_images(name)[0][0]
+            if image is None:  # Glance did not show it yet
+                made = self._find_images(name)
+                if len(made) != 1:
+                    self.fail_json(msg=f"Nova accepted the snapshot of {server.name!r}, but "
+                                       f"Glance shows {len(made)} images named {name!r}")
+                image = made[0][0]
             if wait:
                 image = self._wait(image)
             self._exit(True, image)
@@ -322,7 +326,10 @@ class ServerSnapshotModule(OpenStackModule):
             image = self._wait(image)
             plan["changes"] = property_changes(self._raw_image(image.id) or {}, properties)
         if plan["changes"]:
-            self.conn.image.update_image(image, **plan["changes"])
+            # By ID, not with the Image: from an Image, openstacksdk would also remove the
+            # properties it does not name. By ID it sends one JSON-patch "add" per property,
+            # which sets a missing property and replaces a present one.
+            self.conn.image.update_image(image.id, **plan["changes"])
             image = self.conn.image.get_image(image.id)
             changed = True
         self._exit(changed, image)

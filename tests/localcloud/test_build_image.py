@@ -48,13 +48,9 @@ def nothing_left(conn) -> None:
     assert [k.name for k in conn.compute.keypairs() if "builder" in k.name] == []
 
 
-@pytest.fixture(scope="module")
-def built(cloud):
-    result = build(cloud)
-    assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-3000:]
-    images = [i for i in cloud.connect().image.images()
-              if i.properties.get("ssc_r2d_prefix") == "ssc-repo2docker"]
-    return result, max(images, key=lambda i: i.created_at)
+@pytest.fixture
+def built(prebuilt_image):
+    return prebuilt_image
 
 
 def test_build_makes_an_active_image_describing_what_it_prebuilt(cloud, built):

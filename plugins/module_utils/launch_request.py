@@ -1,0 +1,308 @@
+# Copyright: (c) 2025, ssc-repo2docker developers
+# BSD 3-Clause License (see https://opensource.org/licenses/BSD-3-Clause)
+"""The one check of a launch request's user input: a GitHub login, a repository URL, a git ref.
+
+Shared by the module ``ssc.repo2docker.launch_request`` (so by the playbooks) and by the web
+app, which imports this file as
+``ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request``. Pure Python,
+standard library only, so that it runs wherever Ansible ships a module.
+
+Every check works on ASCII only, with explicit character classes and ``re.fullmatch``: no
+``\\w`` (it matches Unicode letters), no ``$`` (it matches before a trailing newline), no
+``re.IGNORECASE`` (with it, ``[a-z]`` matches the Kelvin sign and the dotless i).
+
+A value that fails raises :class:`LaunchRequestError`, whose message names the field and says
+why, for the user to read. A bad site setting (an ``allowed_hosts`` entry) raises a plain
+:class:`ValueError`: that is the operator's mistake, not the user's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+DEFAULT_ALLOWED_HOSTS = ("github.com", "gitlab.com", "codeberg.org")
+VM_NAME_PREFIX = "ssc-r2d-"
+
+MAX_USER = 39
+MAX_REPO = 2000
+MAX_SEGMENT = 100  # owner or repository name in a URL (GitHub's limit for names)
+MAX_REF = 255
+SHOWN = 60  # at most this many characters of a refused value go back into a message
+
+_LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_HOST_ENTRY = re.compile(
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<prefix>(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*)"
+)
+# What a ref may contain on top of git's own rules: enough for branches, tags, commit ids and
+# refs/pull/1/head, nothing a shell or a template engine gives a meaning to.
+_REF_CHARS = re.compile(r"[A-Za-z0-9._/+@-]+")
+_REF_FORBIDDEN = frozenset(" ~^:?*[\\")
+
+
+class LaunchRequestError(ValueError):
+    """A launch request's field is refused. ``str(error)`` is meant for the user.
+
+    Attributes: ``field`` (``user``, ``repo`` or ``ref``) and ``reason`` (why, without the
+    value).
+    """
+
+    def __init__(self, field: str, value: object, reason: str):
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field} {shown(value)} is refused: {reason}")
+
+
+def shown(value: object) -> str:
+    """`value` for a message: ASCII (look-alike characters become visible escapes), at most
+    about SHOWN characters of it."""
+    if isinstance(value, str) and len(value) > SHOWN:
+        return f"{value[:SHOWN]!a}... ({len(value)} characters)"
+    return ascii(value)
+
+
+def _text(field: str, value: object, maximum: int) -> str:
+    """`value` if it is a non-empty, not too long, printable ASCII string without spaces."""
+    if not isinstance(value, str):
+        raise LaunchRequestError(field, value, "it must be a string")
+    if not value:
+        raise LaunchRequestError(field, value, "it is empty")
+    if len(value) > maximum:
+        raise LaunchRequestError(field, value, f"it is longer than {maximum} characters")
+    for char in value:
+        if ord(char) > 0x7F:
+            raise LaunchRequestError(
+                field, value, f"it contains the non-ASCII character {char!a} "
+                "(only ASCII is accepted, so that look-alike characters cannot pass)")
+        if ord(char) <= 0x20 or ord(char) == 0x7F:
+            raise LaunchRequestError(
+                field, value, "it contains a space, a line break or another control character")
+    return value
+
+
+# --- user --------------------------------------------------------------------------------
+
+
+def check_user(login: str) -> str:
+    """`login` if it may be a GitHub login: 1 to 39 ASCII letters, digits and single hyphens,
+    neither first nor last. Returned as given (GitHub logins are case-insensitive; compare
+    them, or use :func:`vm_name`, in lower case)."""
+    _text("user", login, MAX_USER)
+    if not _LOGIN.fullmatch(login):
+        raise LaunchRequestError(
+            "user", login, "a GitHub login has only ASCII letters, digits and single hyphens, "
+            "and does not start or end with a hyphen")
+    return login
+
+
+def vm_name(login: str) -> str:
+    """The name of `login`'s VM: ``ssc-r2d-<login in lower case>``, at most 47 characters,
+    a valid host name label. Raises LaunchRequestError for an invalid login."""
+    return VM_NAME_PREFIX + check_user(login).lower()
+
+
+# --- repo --------------------------------------------------------------------------------
+
+
+class AllowedHost:
+    """One ``allowed_hosts`` entry, ``host[:port][/prefix]``: ``netloc`` is ``host[:port]``
+    in lower case, ``prefix`` is ``""`` or ``/a/b`` (case kept: paths are case-sensitive)."""
+
+    __slots__ = ("netloc", "prefix")
+
+    def __init__(self, entry: str):
+        if not isinstance(entry, str):
+            raise ValueError(f"allowed host entry {shown(entry)} must be a string")
+        cleaned = entry[:-1] if entry.endswith("/") else entry
+        match = _HOST_ENTRY.fullmatch(cleaned)
+        if (not match or ".." in cleaned
+                or (match["port"] is not None and not 0 < int(match["port"]) < 65536)):
+            raise ValueError(f"allowed host entry {shown(entry)} is not host[:port][/prefix]")
+        self.netloc = match["host"].lower() + (f":{int(match['port'])}" if match["port"] else "")
+        self.prefix = match["prefix"]
+
+    def __str__(self) -> str:
+        return self.netloc + self.prefix
+
+
+def _allowed(entries: Iterable[str], setting: str) -> list[AllowedHost]:
+    if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, Iterable):
+        raise ValueError(f"{setting} must be a list of host[:port][/prefix] strings")
+    return [AllowedHost(entry) for entry in entries]
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """(name without '.git', '.git' or '')."""
+    if name.endswith(".git"):
+        return name[:-4], ".git"
+    return name, ""
+
+
+def check_repo(url: str, allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+               allow_http_hosts: Sequence[str] = ()) -> str:
+    """The repository URL `url`, checked and rebuilt from its parts.
+
+    Accepted: ``https://<host>[:port][/prefix]/<owner>/<name>[.git]`` where
+    ``host[:port][/prefix]`` is an entry of `allowed_hosts` (host compared case-insensitively,
+    exactly: no sub-domains; a port only when the entry has that port; the entry's prefix, if
+    any, must follow it exactly). ``http://`` is accepted only for a ``host[:port]`` in
+    `allow_http_hosts` (a prefix written there is ignored; the host must still be in
+    `allowed_hosts`). Owner and name are ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 100
+    characters, without ``..``; the name may end in ``.git`` once.
+
+    One trailing slash is dropped (``https://github.com/a/b/`` gives
+    ``https://github.com/a/b``), as browsers' address bars write one; anything else is refused:
+    credentials or any ``@``, ``%``-encoding, backslashes, a query, a fragment, white space,
+    control or non-ASCII characters, other schemes (``file://``, ``git://``, ``ssh://``), git's
+    ``transport::address`` form (``ext::``), scp-like ``git@host:path``, a leading ``-``, more
+    or fewer path segments, and URLs longer than 2000 characters.
+
+    Returns ``scheme://host[:port][/prefix]/owner/name[.git]``: the scheme and host in lower
+    case as the allowed entry writes them, owner and name as given. Never the raw input.
+    """
+    hosts = _allowed(allowed_hosts, "allowed_hosts")
+    if not hosts:
+        raise ValueError("allowed_hosts is empty: no repository can be accepted")
+    http_netlocs = {host.netloc for host in _allowed(allow_http_hosts, "allow_http_hosts")}
+
+    _text("repo", url, MAX_REPO)
+
+    def refuse(reason: str):
+        raise LaunchRequestError("repo", url, reason)
+
+    if url.startswith("-"):
+        refuse("it starts with '-'")
+    if "@" in url:
+        refuse("it contains '@' (credentials or a user name are not accepted in the URL)")
+    if "%" in url:
+        refuse("it contains '%' (percent-encoding is not accepted)")
+    if "\\" in url:
+        refuse("it contains a backslash")
+    if "::" in url:
+        refuse("git's transport::address form (such as ext::) is not accepted")
+    scheme_match = _SCHEME.match(url)
+    if not scheme_match:
+        refuse("it is not an https:// URL (local paths and scp-like host:path are not accepted)")
+    scheme = scheme_match[1].lower()
+    if scheme not in ("https", "http"):
+        refuse(f"the scheme {scheme}:// is not accepted, only https://")
+    rest = url[scheme_match.end():]
+    if "?" in rest:
+        refuse("a query ('?') is not accepted")
+    if "#" in rest:
+        refuse("a fragment ('#') is not accepted")
+
+    netloc, slash, path = rest.partition("/")
+    netloc = netloc.lower()
+    candidates = [host for host in hosts if host.netloc == netloc]
+    if not candidates:
+        refuse(f"the host {shown(netloc)} is not one of the allowed hosts "
+               f"({', '.join(str(host) for host in hosts)})")
+    if scheme == "http" and netloc not in http_netlocs:
+        refuse(f"http:// is not accepted for {netloc}, only https://")
+    path = slash + path
+    if path.endswith("/"):
+        path = path[:-1]
+
+    for host in candidates:
+        if not path.startswith(host.prefix + "/"):
+            continue
+        segments = path[len(host.prefix) + 1:].split("/")
+        if len(segments) == 2:
+            break
+    else:
+        wanted = " or ".join(f"{host.prefix}/<owner>/<name>" for host in candidates)
+        refuse(f"the path must be {wanted} (optionally ending in .git)")
+
+    owner, name = segments
+    stem, suffix = _split_name(name)
+    for label, segment in (("owner", owner), ("repository name", stem)):
+        if not segment:
+            refuse(f"the {label} is empty")
+        if len(segment) > MAX_SEGMENT:
+            refuse(f"the {label} is longer than {MAX_SEGMENT} characters")
+        if not _SEGMENT.fullmatch(segment):
+            refuse(f"the {label} must start with a letter or digit and have only letters, "
+                   "digits, '.', '_' and '-'")
+        if ".." in segment:
+            refuse(f"the {label} contains '..'")
+    if stem.endswith(".git"):
+        refuse("the repository name ends in .git twice")
+
+    return f"{scheme}://{host.netloc}{host.prefix}/{owner}/{stem}{suffix}"
+
+
+# --- ref ---------------------------------------------------------------------------------
+
+
+def _git_ref_error(ref: str) -> str | None:
+    """Why `ref` breaks a rule of ``git check-ref-format --allow-onelevel``, or None."""
+    for char in ref:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return "it contains a control character"
+        if char in _REF_FORBIDDEN:
+            return f"it contains {char!r}"
+    if ref == "@":
+        return "it is '@'"
+    if ".." in ref:
+        return "it contains '..'"
+    if "@{" in ref:
+        return "it contains '@{'"
+    if ref.startswith("/") or ref.endswith("/"):
+        return "it starts or ends with '/'"
+    if "//" in ref:
+        return "it contains '//'"
+    if ref.endswith("."):
+        return "it ends with '.'"
+    for component in ref.split("/"):
+        if component.startswith("."):
+            return "a '/'-separated part starts with '.'"
+        if component.endswith(".lock"):
+            return "a '/'-separated part ends with '.lock'"
+    return None
+
+
+def check_ref(ref: str | None) -> str | None:
+    """`ref` (a branch, a tag, a commit id or a full ref name) if it is valid; None for None
+    or ``""`` (the repository's default branch).
+
+    The rules of ``git check-ref-format --allow-onelevel``, at most 255 characters, not
+    starting with ``-``, and, stricter than git, only ASCII letters, digits and ``. _ - / + @``:
+    characters such as ``$ ( ) ; | & ' " { } < > ` ! #`` are valid in git ref names but have a
+    meaning to shells and template engines, and no real branch needs them.
+    """
+    if ref is None or ref == "":
+        return None
+    _text("ref", ref, MAX_REF)
+    if ref.startswith("-"):
+        raise LaunchRequestError("ref", ref, "it starts with '-'")
+    problem = _git_ref_error(ref)
+    if problem:
+        raise LaunchRequestError("ref", ref, f"it is not a valid git ref name: {problem}")
+    if not _REF_CHARS.fullmatch(ref):
+        raise LaunchRequestError(
+            "ref", ref, "only ASCII letters, digits and '.', '_', '-', '/', '+', '@' are "
+            "accepted in a ref")
+    return ref
+
+
+# --- all of it ---------------------------------------------------------------------------
+
+
+def check(user: str, repo: str, ref: str | None = None,
+          allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+          allow_http_hosts: Sequence[str] = ()) -> dict:
+    """A whole launch request, checked in the order user, repo, ref; the first problem raises
+    LaunchRequestError. Returns ``{"user", "repo" (rebuilt), "ref" (None for the default
+    branch), "vm_name"}``."""
+    login = check_user(user)
+    return {
+        "user": login,
+        "repo": check_repo(repo, allowed_hosts, allow_http_hosts),
+        "ref": check_ref(ref),
+        "vm_name": vm_name(login),
+    }

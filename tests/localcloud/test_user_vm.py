@@ -1,0 +1,182 @@
+"""playbooks/user_vm.yml and cull.yml end to end on the local cloud, real images and Jupyter."""
+
+import json
+import subprocess
+
+import pytest
+import requests
+
+from tests.helpers import BIN, ROOT, new_key, ssh
+
+pytestmark = pytest.mark.cloud
+SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
+
+
+def playbook(cloud, name: str, *extra: str, timeout: int = 1800) -> tuple[int, dict, str]:
+    """Run a playbook; (exit code, its set_stats data, its output)."""
+    env = {**cloud.env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    result = subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name),
+                             *extra], env=env, cwd=ROOT, capture_output=True, text=True,
+                            timeout=timeout)
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON from {name}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result.returncode, report, result.stdout
+
+
+def stats(report: dict) -> dict:
+    return report.get("global_custom_stats", {}) or report.get("custom_stats", {}).get(
+        "_run", {})
+
+
+def changed(report: dict) -> int:
+    return report["stats"]["localhost"]["changed"]
+
+
+def failure(report: dict) -> str:
+    messages = [host.get("msg", "") for play in report["plays"] for task in play["tasks"]
+                for host in task["hosts"].values() if host.get("failed")]
+    return " | ".join(str(m) for m in messages)
+
+
+def vm(cloud, *args: str) -> tuple[int, dict, str]:
+    return playbook(cloud, "user_vm.yml", *args)
+
+
+def launch(cloud, user: str, repo: str, *extra: str) -> dict:
+    code, report, output = vm(cloud, "-e", f"user={user}", "-e", f"repo={repo}", *extra)
+    assert code == 0, failure(report) or output[-4000:]
+    return stats(report)["ssc_vm"]
+
+
+def left_of(cloud, user: str) -> list[str]:
+    conn = cloud.connect()
+    name = f"ssc-r2d-{user.lower()}"
+    servers = [s.name for s in conn.compute.servers() if s.name == name]
+    volumes = [v.id for v in conn.block_storage.volumes()]
+    floating = [f.floating_ip_address for f in conn.network.ips()]
+    return servers + volumes + floating
+
+
+def test_launch_of_a_prebuilt_repository_is_a_cache_hit(cloud, prebuilt_image, tmp_path):
+    key = new_key(tmp_path)
+    conn = cloud.connect()
+    conn.compute.create_keypair(name="lc-operator", public_key=key.with_suffix(".pub")
+                                .read_text())
+    try:
+        result = launch(cloud, "Ada-Lovelace", SAMPLE, "-e", "user_vm_key_name=lc-operator")
+        assert result["cache_hit"] is True
+        assert result["name"] == "ssc-r2d-ada-lovelace"
+        base, _, token = result["url"].partition("/?token=")
+        assert requests.get(f"{base}/api/status", timeout=10,
+                            headers={"Authorization": f"token {token}"}).status_code == 200
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
+        state = json.loads(ssh(result["ip"], key,
+                               "sudo cat /var/lib/repo2docker-launcher/state.json"))
+        assert (state["phase"], state["cache_hit"]) == ("ready", True)
+        journal = ssh(result["ip"], key, "sudo journalctl -u repo2docker-launcher -o cat")
+        assert "Step 1/" not in journal and "Building" not in journal  # nothing was built
+
+        code, report, _ = vm(cloud, "-e", "user=Ada-Lovelace", "-e", f"repo={SAMPLE}")
+        assert code == 0 and changed(report) == 0
+        assert stats(report)["ssc_vm"]["url"] == result["url"]
+
+        code, report, _ = vm(cloud, "-e", "user=ada-lovelace", "-e",
+                             "repo=http://10.89.0.1:8770/git/ssc/other.git")
+        assert code != 0
+        assert "delete it first" in failure(report)
+    finally:
+        code, report, _ = vm(cloud, "-e", "user=ada-lovelace", "-e", "state=absent")
+        conn.compute.delete_keypair("lc-operator")
+    assert code == 0 and changed(report) > 0
+    assert left_of(cloud, "ada-lovelace") == []
+    code, report, _ = vm(cloud, "-e", "user=ada-lovelace", "-e", "state=absent")
+    assert code == 0 and changed(report) == 0
+
+
+def test_a_repository_not_prebuilt_is_built_in_the_vm(cloud, prebuilt_image, tmp_path):
+    source = tmp_path / "repo"
+    source.mkdir()
+    (source / "Dockerfile").write_text(
+        (ROOT / "localcloud" / "samples" / "notebook" / "Dockerfile").read_text()
+        + "RUN echo built in the VM > /tmp/built\n")
+    url = cloud.localcloud("publish", "lc-tests/not-prebuilt", str(source)).strip()
+    try:
+        result = launch(cloud, "grace", url, "-e",
+                        "user_vm_floating_ip_pool=Public External IPv4 Network")
+        assert result["cache_hit"] is False
+        assert result["ip"].startswith("10.89.1.")  # the floating IP is what users reach
+        base, _, token = result["url"].partition("/?token=")
+        assert requests.get(f"{base}/api/status", timeout=10,
+                            headers={"Authorization": f"token {token}"}).status_code == 200
+    finally:
+        vm(cloud, "-e", "user=grace", "-e", "state=absent")
+    assert left_of(cloud, "grace") == []
+
+
+HOSTILE = [
+    ("user", "-rf"), ("user", "a;id"), ("user", "ada\n"), ("user", "{{ lookup('pipe','id') }}"),
+    ("repo", "ext::sh -c touch% /tmp/pwned"), ("repo", "file:///etc/passwd"),
+    ("repo", "https://user:secret@github.com/a/b"), ("repo", "https://evil.org/a/b"),
+    ("repo", "https://g\u0456thub.com/a/b"), ("repo", "https://github.com/a/b?x=1"),
+    ("ref", "--upload-pack=touch /tmp/pwned"), ("ref", "a..b"), ("ref", "$(id)"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), HOSTILE)
+def test_bad_input_is_refused_before_the_cloud_hears_of_it(cloud, field, value, tmp_path):
+    request = {"user": "ada", "repo": SAMPLE, "ref": "main", field: value}
+    extra = tmp_path / "extra.yml"
+    # as the web app hands values to ansible-runner: data, never templates
+    extra.write_text("".join(f"{k}: !unsafe {json.dumps(v)}\n" for k, v in request.items()))
+    before = cloud.request_counts()
+    code, report, _ = vm(cloud, "-e", f"@{extra}")
+    assert code != 0
+    assert f"{field} " in failure(report) and "refused" in failure(report)
+    after = cloud.request_counts()
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in ("compute", "volume", "network",
+                                                           "image", "identity")} == dict.fromkeys(
+        ("compute", "volume", "network", "image", "identity"), 0)
+
+
+def test_a_fault_at_create_leaves_nothing_and_says_why(cloud, prebuilt_image):
+    cloud.localcloud("fault", "server.create", "--action", "error", "--message",
+                     "No valid host was found.", "--count", "1")
+    code, report, _ = vm(cloud, "-e", "user=hopper", "-e", f"repo={SAMPLE}")
+    assert code != 0
+    assert "No valid host was found" in failure(report)
+    assert left_of(cloud, "hopper") == []
+
+
+def test_a_quota_refusal_leaves_nothing_and_says_why(cloud, prebuilt_image):
+    cloud.localcloud("quota", "instances=0")
+    try:
+        code, report, _ = vm(cloud, "-e", "user=hopper", "-e", f"repo={SAMPLE}")
+    finally:
+        cloud.localcloud("quota", "instances=10")
+    assert code != 0
+    assert "Quota exceeded for instances" in failure(report)
+    assert left_of(cloud, "hopper") == []
+
+
+def test_cull_removes_an_expired_vm_and_keeps_a_fresh_one(cloud, prebuilt_image):
+    launch(cloud, "old-timer", SAMPLE, "-e", "user_vm_lifetime_hours=0")
+    launch(cloud, "newcomer", SAMPLE)
+    try:
+        code, report, _ = playbook(cloud, "cull.yml", "-e", "dry_run=true")
+        assert code == 0
+        assert [c["name"] for c in stats(report)["ssc_culled"]] == ["ssc-r2d-old-timer"]
+        names = {s.name for s in cloud.connect().compute.servers()}
+        assert {"ssc-r2d-old-timer", "ssc-r2d-newcomer"} <= names
+
+        code, report, _ = playbook(cloud, "cull.yml")
+        assert code == 0
+        culled = stats(report)["ssc_culled"]
+        assert [(c["name"], c["reason"].split()[0]) for c in culled] == [
+            ("ssc-r2d-old-timer", "expired")]
+        names = {s.name for s in cloud.connect().compute.servers()}
+        assert "ssc-r2d-old-timer" not in names and "ssc-r2d-newcomer" in names
+    finally:
+        for user in ("old-timer", "newcomer"):
+            vm(cloud, "-e", f"user={user}", "-e", "state=absent")
