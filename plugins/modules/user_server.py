@@ -28,13 +28,13 @@ options:
     choices: [present, absent]
     default: present
   image:
-    description: Name or id of the image to boot from. Required for I(state=present).
+    description: Name or id of the image to boot from. Required to create the server.
     type: str
   flavor:
-    description: Name or id of the flavor. Required for I(state=present).
+    description: Name or id of the flavor. Required to create the server.
     type: str
   network:
-    description: Name or id of the network. Required for I(state=present).
+    description: Name or id of the network. Required to create the server.
     type: str
   security_groups:
     description: Names of security groups.
@@ -57,7 +57,7 @@ options:
     type: dict
     default: {}
   launch:
-    description: What the VM's launcher serves. Required for I(state=present).
+    description: What the VM's launcher serves. Required to create the server.
     type: dict
     suboptions:
       repo:
@@ -74,6 +74,7 @@ options:
         default: 8888
   token:
     description: The Jupyter token for this VM (letters and digits, 32 to 128 characters).
+      Required to create the server.
     type: str
 extends_documentation_fragment:
   - openstack.cloud.openstack
@@ -218,10 +219,7 @@ class UserServerModule(OpenStackModule):
         )),
         token=dict(no_log=True),
     )
-    module_kwargs: ClassVar[dict] = dict(
-        required_if=[("state", "present", ["image", "flavor", "network", "launch", "token"])],
-        supports_check_mode=True,
-    )
+    module_kwargs: ClassVar[dict] = dict(supports_check_mode=True)
 
     def run(self):
         name = self.params["name"]
@@ -238,6 +236,10 @@ class UserServerModule(OpenStackModule):
         self.exit_json(changed=True, existed=False, server=self._create())
 
     def _check_launch(self) -> None:
+        missing = [key for key in ("image", "flavor", "network", "launch", "token")
+                   if not self.params[key]]
+        if missing:
+            self.fail_json(msg=f"creating a VM needs {', '.join(missing)}")
         launch = self.params["launch"]
         if not COMMIT.fullmatch(launch["commit"]):
             self.fail_json(msg="launch.commit must be a full commit id (40 hex digits)")
