@@ -11,7 +11,7 @@ echo "demo: building the image (a no-op when it is up to date)"
 "$BIN/ansible-playbook" playbooks/build_image.yml >var/demo-build.log \
     || { tail -30 var/demo-build.log; exit 1; }
 echo "demo: starting the user demo's VM for $SAMPLE"
-ANSIBLE_STDOUT_CALLBACK=ansible.posix.json "$BIN/ansible-playbook" playbooks/user_vm.yml \
+ANSIBLE_STDOUT_CALLBACK=ansible.posix.json ANSIBLE_SHOW_CUSTOM_STATS=true "$BIN/ansible-playbook" playbooks/user_vm.yml \
     -e user=demo -e "repo=$SAMPLE" >var/demo-launch.json \
     || { "$BIN/python" -c 'import json,sys; r=json.load(open(sys.argv[1]));
 print(*[h.get("msg") for p in r["plays"] for t in p["tasks"] for h in t["hosts"].values() if h.get("failed")])' var/demo-launch.json; exit 1; }

@@ -50,9 +50,8 @@ class LocalCloud:
             return result
         return json.loads(result.stdout) if parse and result.stdout.strip() else result.stdout
 
-    def request_counts(self) -> dict[str, int]:
+    def request_counts(self, token: str) -> dict[str, int]:
         """Requests each service of the local cloud has had (its control API's count)."""
-        token = self.connect().auth_token
         return requests.get("http://127.0.0.1:8770/localcloud/requests", timeout=10,
                             headers={"X-Auth-Token": token}).json()["requests"]
 

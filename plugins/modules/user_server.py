@@ -259,9 +259,11 @@ class UserServerModule(OpenStackModule):
                 key_name=params["key_name"] or None,
                 boot_from_volume=params["volume_size"] > 0,
                 volume_size=params["volume_size"] or None, terminate_volume=True,
-                auto_ip=pool is not None, ip_pool=pool, reuse_ips=False,
-                meta=params["metadata"], userdata=user_data(params["launch"], params["token"]),
+                auto_ip=False, meta=params["metadata"],
+                userdata=user_data(params["launch"], params["token"]),
                 wait=True, timeout=params["timeout"])
+            if pool:
+                self._attach_floating_ip(server, pool)
         except Exception as error:  # the cloud's own message, after cleaning up
             self._clean_up_after_failure()
             self.fail_json(msg=f"Creating the VM {params['name']} failed: {error}")
@@ -277,6 +279,14 @@ class UserServerModule(OpenStackModule):
             image_meta = getattr(volume, "volume_image_metadata", None) or {}
             described["image"] = image_meta.get("image_id")
         return described
+
+    def _attach_floating_ip(self, server, pool: str) -> None:
+        """A new floating IP from the pool on the server's port (Neutron's API)."""
+        network = self.conn.network.find_network(pool, ignore_missing=False)
+        port = next(iter(self.conn.network.ports(device_id=server["id"])), None)
+        if port is None:
+            raise RuntimeError(f"server {server['id']} has no port for a floating IP")
+        self.conn.network.create_ip(floating_network_id=network.id, port_id=port.id)
 
     def _clean_up_after_failure(self) -> None:
         try:

@@ -14,7 +14,8 @@ SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
 
 def playbook(cloud, name: str, *extra: str, timeout: int = 1800) -> tuple[int, dict, str]:
     """Run a playbook; (exit code, its set_stats data, its output)."""
-    env = {**cloud.env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    env = {**cloud.env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+           "ANSIBLE_SHOW_CUSTOM_STATS": "true"}
     result = subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / name),
                              *extra], env=env, cwd=ROOT, capture_output=True, text=True,
                             timeout=timeout)
@@ -103,8 +104,8 @@ def test_a_repository_not_prebuilt_is_built_in_the_vm(cloud, prebuilt_image, tmp
         + "RUN echo built in the VM > /tmp/built\n")
     url = cloud.localcloud("publish", "lc-tests/not-prebuilt", str(source)).strip()
     try:
-        result = launch(cloud, "grace", url, "-e",
-                        "user_vm_floating_ip_pool=Public External IPv4 Network")
+        result = launch(cloud, "grace", url, "-e", json.dumps(
+            {"user_vm_floating_ip_pool": "Public External IPv4 Network"}))
         assert result["cache_hit"] is False
         assert result["ip"].startswith("10.89.1.")  # the floating IP is what users reach
         base, _, token = result["url"].partition("/?token=")
@@ -130,11 +131,12 @@ def test_bad_input_is_refused_before_the_cloud_hears_of_it(cloud, field, value, 
     extra = tmp_path / "extra.yml"
     # as the web app hands values to ansible-runner: data, never templates
     extra.write_text("".join(f"{k}: !unsafe {json.dumps(v)}\n" for k, v in request.items()))
-    before = cloud.request_counts()
+    token = cloud.connect().auth_token
+    before = cloud.request_counts(token)
     code, report, _ = vm(cloud, "-e", f"@{extra}")
     assert code != 0
     assert f"{field} " in failure(report) and "refused" in failure(report)
-    after = cloud.request_counts()
+    after = cloud.request_counts(token)
     assert {k: after.get(k, 0) - before.get(k, 0) for k in ("compute", "volume", "network",
                                                            "image", "identity")} == dict.fromkeys(
         ("compute", "volume", "network", "image", "identity"), 0)
