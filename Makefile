@@ -1,7 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both start with `make setup`.
 VENV := .venv
 BIN := $(VENV)/bin
-export OS_CLIENT_CONFIG_FILE := $(CURDIR)/var/localcloud/clouds.yaml
 
 .PHONY: setup demo test lint unit down purge
 

@@ -25,7 +25,9 @@ def test_token_issue_with_application_credential(cloud):
     assert [f.name for f in conn.compute.flavors()][:1] == ["ssc.tiny"]
 
 
-def test_bad_password_is_refused_with_401(cloud, tmp_path):
+def test_bad_password_is_refused_with_401(cloud, tmp_path, monkeypatch):
+    # openstacksdk puts $OS_CLIENT_CONFIG_FILE before the files it is given
+    monkeypatch.delenv("OS_CLIENT_CONFIG_FILE", raising=False)
     clouds = yaml.safe_load(cloud.clouds_yaml.read_text())
     clouds["clouds"]["localcloud"]["auth"]["password"] = "not-the-password"
     bad = tmp_path / "clouds.yaml"

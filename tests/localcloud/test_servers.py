@@ -56,6 +56,7 @@ def sample_repository(cloud, tmp_path_factory):
 
 
 def test_server_life(cloud, tmp_path, sample_repository):
+    volumes_before = set(labelled("volume", "io.localcloud"))  # images' data may be there
     key = new_key(tmp_path)
     cloud.cli("keypair", "create", "--public-key", f"{key}.pub", "lc-life")
     cloud.cli("security", "group", "create", "lc-life-ssh")
@@ -99,7 +100,7 @@ def test_server_life(cloud, tmp_path, sample_repository):
     cloud.cli("security", "group", "delete", "lc-life-ssh", parse=False)
     cloud.cli("keypair", "delete", "lc-life", parse=False)
     assert cloud.cli("server", "list") == []
-    wait_for(lambda: not labelled("volume", "io.localcloud"), timeout=60)
+    wait_for(lambda: set(labelled("volume", "io.localcloud")) <= volumes_before, timeout=60)
     assert not labelled("container", "io.localcloud.server")
 
 
