@@ -239,7 +239,7 @@ def check_repo(url: str, allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
 # --- ref ---------------------------------------------------------------------------------
 
 
-def _git_ref_error(ref: str) -> str | None:
+def git_ref_format_error(ref: str) -> str | None:
     """Why `ref` breaks a rule of ``git check-ref-format --allow-onelevel``, or None."""
     for char in ref:
         if ord(char) < 0x20 or ord(char) == 0x7F:
@@ -280,7 +280,7 @@ def check_ref(ref: str | None) -> str | None:
     _text("ref", ref, MAX_REF)
     if ref.startswith("-"):
         raise LaunchRequestError("ref", ref, "it starts with '-'")
-    problem = _git_ref_error(ref)
+    problem = git_ref_format_error(ref)
     if problem:
         raise LaunchRequestError("ref", ref, f"it is not a valid git ref name: {problem}")
     if not _REF_CHARS.fullmatch(ref):

@@ -122,6 +122,9 @@ import re
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
+    git_ref_format_error,
+)
 
 ARGUMENT_SPEC = dict(
     repo=dict(type="str", required=True),
@@ -130,7 +133,6 @@ ARGUMENT_SPEC = dict(
 )
 ALLOWED_SCHEMES = ("https", "http", "git")
 COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
-FORBIDDEN_IN_REF = frozenset(" ~^:?*[\\")
 PEELED = "^{}"
 STDERR_LINES = 5
 
@@ -142,27 +144,7 @@ def ref_format_error(ref):
         return "it is empty"
     if ref.startswith("-"):
         return "it starts with '-'"
-    if ref == "@":
-        return "it is '@'"
-    for char in ref:
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            return "it contains a control character"
-        if char in FORBIDDEN_IN_REF:
-            return f"it contains {char!r}"
-    if ".." in ref:
-        return "it contains '..'"
-    if "@{" in ref:
-        return "it contains '@{'"
-    if ref.startswith("/") or ref.endswith("/") or "//" in ref:
-        return "it starts or ends with '/' or contains '//'"
-    if ref.endswith("."):
-        return "it ends with '.'"
-    for component in ref.split("/"):
-        if component.startswith("."):
-            return "a component starts with '.'"
-        if component.endswith(".lock"):
-            return "a component ends with '.lock'"
-    return None
+    return git_ref_format_error(ref)
 
 
 def repo_error(repo):

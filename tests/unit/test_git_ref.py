@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.unit.conftest import COLLECTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "plugins" / "modules" / "git_ref.py"
 _spec = importlib.util.spec_from_file_location("git_ref", MODULE)
@@ -252,6 +254,7 @@ def run_module(tmp_path: Path, env: dict, check_mode: bool = False, **args) -> d
     arguments = tmp_path / "args.json"
     arguments.write_text(json.dumps(
         {"ANSIBLE_MODULE_ARGS": {**args, "_ansible_check_mode": check_mode}}))
+    env = {**env, "PYTHONPATH": os.pathsep.join([str(COLLECTIONS), env.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, str(MODULE), str(arguments)], env=env,
                             capture_output=True, text=True, timeout=60,
                             start_new_session=True)  # no terminal to prompt on
