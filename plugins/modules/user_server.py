@@ -147,6 +147,7 @@ existed:
 
 import json
 import re
+import time
 from typing import ClassVar
 
 from ansible_collections.openstack.cloud.plugins.module_utils.openstack import OpenStackModule
@@ -260,8 +261,8 @@ class UserServerModule(OpenStackModule):
                 boot_from_volume=params["volume_size"] > 0,
                 volume_size=params["volume_size"] or None, terminate_volume=True,
                 auto_ip=False, meta=params["metadata"],
-                userdata=user_data(params["launch"], params["token"]),
-                wait=True, timeout=params["timeout"])
+                userdata=user_data(params["launch"], params["token"]), wait=False)
+            self._wait_until_active(server["id"])
             if pool:
                 self._attach_floating_ip(server, pool)
         except Exception as error:  # the cloud's own message, after cleaning up
@@ -279,6 +280,20 @@ class UserServerModule(OpenStackModule):
             image_meta = getattr(volume, "volume_image_metadata", None) or {}
             described["image"] = image_meta.get("image_id")
         return described
+
+    def _wait_until_active(self, server_id: str) -> None:
+        """Poll every second (the SDK's own wait polls less often): ACTIVE, or the cloud's
+        fault message."""
+        deadline = time.monotonic() + self.params["timeout"]
+        while time.monotonic() < deadline:
+            server = self.conn.compute.get_server(server_id)
+            if server.status == "ACTIVE":
+                return
+            if server.status == "ERROR":
+                fault = (server.fault or {}).get("message") or "it went to ERROR"
+                raise RuntimeError(f"the cloud reports: {fault}")
+            time.sleep(1)
+        raise RuntimeError(f"it was not ACTIVE after {self.params['timeout']} s")
 
     def _attach_floating_ip(self, server, pool: str) -> None:
         """A new floating IP from the pool on the server's port (Neutron's API)."""
