@@ -1,0 +1,250 @@
+"""The SQLite database the web processes and the job runner share: users, sessions, jobs,
+each user's VM as last known, and the runner's heartbeat.
+
+One file in WAL mode, so that any number of web workers read while the runner writes. Every
+connection is in autocommit mode (``isolation_level=None``): a single statement is its own
+transaction, and :func:`transaction` groups several (``BEGIN IMMEDIATE``).
+
+Timestamps are UTC ISO 8601 text with microseconds (``2025-01-02T03:04:05.678901Z``), so that
+they sort as text. Queued jobs run in the order they were enqueued: ``ORDER BY rowid``.
+
+At most one queued or running job per user is a rule of the database itself (a partial unique
+index): :func:`enqueue_job` raises :class:`JobConflict` when the user already has one, and no
+race between two web workers can break it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+ACTIONS = ("start", "delete")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+PHASES = ("queued", "creating", "booting", "building", "starting", "ready", "deleting",
+          "deleted", "failed")
+RUNNER = "runner"  # the heartbeat name of the job runner
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    github_id INTEGER PRIMARY KEY,
+    login TEXT NOT NULL,
+    registered INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    github_id INTEGER NULL REFERENCES users(github_id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    oauth_state TEXT,
+    pkce_verifier TEXT,
+    next TEXT,
+    created TEXT NOT NULL,
+    expires TEXT NOT NULL,
+    -- allowed through a configured organization or team, as GitHub said at sign-in
+    member INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS sessions_expires ON sessions(expires);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    github_id INTEGER NOT NULL,
+    login TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('start', 'delete')),
+    repo TEXT DEFAULT '',
+    ref TEXT DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'queued'
+        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')),
+    phase TEXT NOT NULL DEFAULT 'queued'
+        CHECK (phase IN ('queued', 'creating', 'booting', 'building', 'starting', 'ready',
+                         'deleting', 'deleted', 'failed')),
+    message TEXT DEFAULT '',
+    output TEXT DEFAULT '',
+    created TEXT NOT NULL,
+    started TEXT,
+    finished TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_user
+    ON jobs(github_id) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_of_user ON jobs(github_id, created);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS vms (
+    github_id INTEGER PRIMARY KEY,
+    login TEXT NOT NULL,
+    name TEXT DEFAULT '',
+    repo TEXT DEFAULT '',
+    ref TEXT DEFAULT '',
+    url TEXT DEFAULT '',
+    state TEXT DEFAULT '',
+    updated TEXT
+);
+CREATE TABLE IF NOT EXISTS heartbeat (
+    name TEXT PRIMARY KEY,
+    at TEXT NOT NULL
+);
+"""
+
+
+class JobConflict(Exception):
+    """The user already has a queued or running job: ``job_id`` is that job's id."""
+
+    def __init__(self, job_id: str | None):
+        self.job_id = job_id
+        super().__init__(f"a job of this user is already queued or running ({job_id})")
+
+
+def now() -> str:
+    """The current UTC time as stored: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    return format_time(datetime.now(UTC))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """A stored timestamp (any ISO 8601 form; without a zone, UTC) as an aware datetime."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def connect(path: str | Path, timeout: float = 10.0) -> sqlite3.Connection:
+    """A connection to the database file `path` (created, mode 0600, with its directory,
+    0700): rows as :class:`sqlite3.Row`, WAL, foreign keys on, waiting up to `timeout`
+    seconds for a lock. Autocommit: use :func:`transaction` to group statements. One
+    connection per thread."""
+    if str(path) != ":memory:":
+        path = Path(path)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # a new file: owner only
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on an exception)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def init(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes that are missing; safe to call from every process."""
+    with transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+def save_user(conn: sqlite3.Connection, github_id: int, login: str) -> sqlite3.Row:
+    """Create the user or update their login (logins change; the id does not)."""
+    conn.execute(
+        "INSERT INTO users (github_id, login, registered, created) VALUES (?, ?, 0, ?) "
+        "ON CONFLICT (github_id) DO UPDATE SET login = excluded.login",
+        (github_id, login, now()))
+    return user(conn, github_id)
+
+
+def user(conn: sqlite3.Connection, github_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM users WHERE github_id = ?", (github_id,)).fetchone()
+
+
+def register_user(conn: sqlite3.Connection, github_id: int) -> None:
+    """Mark the user as registered (through the registration link)."""
+    conn.execute("UPDATE users SET registered = 1 WHERE github_id = ?", (github_id,))
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+def enqueue_job(conn: sqlite3.Connection, github_id: int, login: str, action: str,
+                repo: str = "", ref: str = "") -> str:
+    """Queue a job and return its id (32 hex digits). `repo` and `ref` must already be
+    validated ("" for a delete, and ref "" for the repository's default branch). Raises
+    :class:`JobConflict` when the user has a queued or running job, ValueError for an
+    unknown action."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    job_id = uuid.uuid4().hex
+    try:
+        conn.execute(
+            "INSERT INTO jobs (id, github_id, login, action, repo, ref, state, phase, message, "
+            "output, created) VALUES (?, ?, ?, ?, ?, ?, 'queued', 'queued', '', '', ?)",
+            (job_id, github_id, login, action, repo or "", ref or "", now()))
+    except sqlite3.IntegrityError as error:
+        active = current_job(conn, github_id)
+        if active is None:
+            raise
+        raise JobConflict(active["id"]) from error
+    return job_id
+
+
+def job(conn: sqlite3.Connection, job_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+
+
+def jobs_of(conn: sqlite3.Connection, github_id: int, limit: int = 20) -> list[sqlite3.Row]:
+    """The user's jobs, newest first."""
+    return conn.execute("SELECT * FROM jobs WHERE github_id = ? ORDER BY rowid DESC LIMIT ?",
+                        (github_id, limit)).fetchall()
+
+
+def current_job(conn: sqlite3.Connection, github_id: int) -> sqlite3.Row | None:
+    """The user's queued or running job, or None."""
+    return conn.execute(
+        "SELECT * FROM jobs WHERE github_id = ? AND state IN ('queued', 'running')",
+        (github_id,)).fetchone()
+
+
+# --- VMs -----------------------------------------------------------------------------------
+
+
+def vm_of(conn: sqlite3.Connection, github_id: int) -> sqlite3.Row | None:
+    """The user's VM as last known (written by the job runner), or None."""
+    return conn.execute("SELECT * FROM vms WHERE github_id = ?", (github_id,)).fetchone()
+
+
+def save_vm(conn: sqlite3.Connection, github_id: int, login: str, *, name: str = "",
+            repo: str = "", ref: str = "", url: str = "", state: str = "") -> None:
+    """Record the user's VM as now known (a whole row: unspecified fields become "")."""
+    conn.execute(
+        "INSERT INTO vms (github_id, login, name, repo, ref, url, state, updated) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (github_id) DO UPDATE SET "
+        "login = excluded.login, name = excluded.name, repo = excluded.repo, "
+        "ref = excluded.ref, url = excluded.url, state = excluded.state, "
+        "updated = excluded.updated",
+        (github_id, login, name, repo, ref, url, state, now()))
+
+
+# --- heartbeat -----------------------------------------------------------------------------
+
+
+def beat(conn: sqlite3.Connection, name: str = RUNNER) -> None:
+    """Record that the process `name` is alive now."""
+    conn.execute("INSERT INTO heartbeat (name, at) VALUES (?, ?) "
+                 "ON CONFLICT (name) DO UPDATE SET at = excluded.at", (name, now()))
+
+
+def runner_heartbeat(conn: sqlite3.Connection, name: str = RUNNER) -> datetime | None:
+    """When the job runner last said it was alive, or None if it never did."""
+    row = conn.execute("SELECT at FROM heartbeat WHERE name = ?", (name,)).fetchone()
+    return parse_time(row["at"]) if row else None

@@ -1,0 +1,58 @@
+% refresh = 0 if job['done'] else 3
+% include('header.tpl', refresh=refresh)
+<dl>
+<dt>Action</dt><dd>{{'Start a VM' if job['action'] == 'start' else 'Delete your VM'}}</dd>
+% if job['repo']:
+<dt>Repository</dt><dd><code>{{job['repo']}}</code></dd>
+% end
+% if job['action'] == 'start':
+<dt>Ref</dt><dd>{{job['ref'] or 'the default branch'}}</dd>
+% end
+<dt>State</dt><dd>{{job['state']}}</dd>
+<dt>Queued</dt><dd>{{job['created'][:19].replace('T', ' ')}} UTC</dd>
+% if job['finished']:
+<dt>Finished</dt><dd>{{job['finished'][:19].replace('T', ' ')}} UTC</dd>
+% end
+</dl>
+<h2>Progress</h2>
+<ol class="phases">
+% reached = job['phase'] in job['phases']
+% position = job['phases'].index(job['phase']) if reached else -1
+% for number, phase in enumerate(job['phases']):
+%   if phase == job['phase']:
+<li aria-current="step">{{phase}}</li>
+%   elif number < position or (job['state'] == 'succeeded' and not reached):
+<li class="done">{{phase}}</li>
+%   else:
+<li>{{phase}}</li>
+%   end
+% end
+% if job['phase'] == 'failed' or job['state'] in ('failed', 'interrupted'):
+<li class="failed" aria-current="step">{{job['state']}}</li>
+% end
+</ol>
+% if job['state'] in ('failed', 'interrupted'):
+<div class="error" role="alert">
+<p>{{job['message'] or 'The job did not finish.'}}</p>
+</div>
+% elif job['message']:
+<p class="notice" role="status">{{job['message']}}</p>
+% end
+% if job['jupyter_url']:
+<p><a class="button" href="{{job['jupyter_url']}}" rel="noreferrer noopener">Open Jupyter</a></p>
+% end
+% if not job['done']:
+<p>This page refreshes itself every few seconds.</p>
+% end
+% if job['output']:
+% if job['state'] in ('failed', 'interrupted'):
+<details open>
+% else:
+<details>
+% end
+<summary>Output of the playbook</summary>
+<pre>{{job['output']}}</pre>
+</details>
+% end
+<p><a href="/">Back to the start page</a></p>
+% include('footer.tpl')
