@@ -136,18 +136,28 @@ class BaseImageError(RuntimeError):
 
 def ensure_base_image(cache_dir: Path, *, log: Log = print) -> str:
     ref = f"{REPOSITORY}:{recipe_hash()}"
+    _ensure_image(ref, cache_dir, _build, f"Debian {SUITE}", log)
+    return ref
+
+
+def _ensure_image(ref: str, cache_dir: Path, build: Callable[[Path, str, Log], None],
+                  what: str, log: Log, keep: tuple[str, ...] = ()) -> None:
+    """Build `ref` unless it exists: one build at a time per cache (the debs are shared);
+    then tag `keep` onto it and drop the repository's older recipes."""
     if _image_exists(ref):
-        return ref
+        return
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _locked(cache_dir / ".lock"):
-        if not _image_exists(ref):
-            started = time.monotonic()
-            log(f"baseimage: building {ref} (Debian {SUITE}, takes about a minute)")
-            _build(cache_dir, ref, log)
-            log(f"baseimage: built {ref} in {time.monotonic() - started:.0f} s")
-            _remove_other_tags(ref)
-    return ref
+        if _image_exists(ref):
+            return
+        started = time.monotonic()
+        log(f"baseimage: building {ref} ({what}, about a minute)")
+        build(cache_dir, ref, log)
+        log(f"baseimage: built {ref} in {time.monotonic() - started:.0f} s")
+        for tag in keep:
+            _run(["docker", "tag", ref, tag])
+        _remove_other_tags(ref, keep=keep)
 
 
 def recipe_hash() -> str:
@@ -419,17 +429,8 @@ def ensure_notebook_image(cache_dir: Path, *, log: Log = print) -> str:
     cache_dir is the one given to :func:`ensure_base_image`: the debs cache is shared.
     """
     ref = f"{NOTEBOOK_REPOSITORY}:{notebook_recipe_hash()}"
-    if not _image_exists(ref):
-        cache_dir = Path(cache_dir).resolve()
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with _locked(cache_dir / ".lock"):  # the base image's: one debootstrap at a time
-            if not _image_exists(ref):
-                started = time.monotonic()
-                log(f"baseimage: building {ref} (Debian {SUITE} and Jupyter, about a minute)")
-                _build_notebook(cache_dir, ref, log)
-                log(f"baseimage: built {ref} in {time.monotonic() - started:.0f} s")
-                _run(["docker", "tag", ref, NOTEBOOK_LATEST])
-                _remove_other_tags(ref, keep=(NOTEBOOK_LATEST,))
+    _ensure_image(ref, cache_dir, _build_notebook, f"Debian {SUITE} and Jupyter", log,
+                  keep=(NOTEBOOK_LATEST,))
     if _image_id(NOTEBOOK_LATEST) != _image_id(ref):
         _run(["docker", "tag", ref, NOTEBOOK_LATEST])
     return ref

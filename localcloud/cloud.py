@@ -40,8 +40,7 @@ PRIVATE_NETWORK_NAME = "private"
 PUBLIC_NETWORK_NAME = "Public External IPv4 Network"
 
 
-def quota_exceeded(resource: str, requested: int, used: int, limit: int,
-                   unit: str = "") -> ApiError:
+def quota_exceeded(resource: str, requested: int, used: int, limit: int) -> ApiError:
     return ApiError(403, f"Quota exceeded for {resource}: Requested {requested}, but already "
                     f"used {used} of {limit} {resource}")
 

@@ -56,6 +56,8 @@ link_collection() {
     [ -L "$dir/repo2docker" ] || ln -sfn ../../../.. "$dir/repo2docker"
 }
 
+# Debian's own python3 needs python3-venv for `python3 -m venv`
+python3 -c 'import ensurepip' 2>/dev/null || APT_PACKAGES+=(python3-venv)
 install_apt_packages "${APT_PACKAGES[@]}"
 start_docker
 install_venv

@@ -125,9 +125,9 @@ def check_sample(url: str, token: str) -> None:
 
 def test_image_is_cached_tagged_and_labelled(notebook_image: str) -> None:
     assert notebook_image == f"localcloud/notebook-base:{notebook_recipe_hash()}"
-    started = time.monotonic()
-    assert ensure_notebook_image(CACHE_DIR) == notebook_image
-    assert time.monotonic() - started < 2  # no build: a look at Docker
+    said: list[str] = []
+    assert ensure_notebook_image(CACHE_DIR, log=said.append) == notebook_image
+    assert said == []  # no build: a look at Docker
     inspected = json.loads(docker("image", "inspect", notebook_image))[0]
     assert docker("image", "inspect", "--format", "{{.Id}}", NOTEBOOK_LATEST) == inspected["Id"]
     labels = inspected["Config"]["Labels"]
@@ -180,9 +180,7 @@ def test_export_image_saves_both_tags_once(notebook_image: str, tmp_path: Path) 
         manifest = json.load(archive.extractfile("manifest.json"))
     assert sorted(manifest[0]["RepoTags"]) == sorted([notebook_image, NOTEBOOK_LATEST])
     written = tarball.stat().st_mtime_ns
-    started = time.monotonic()
     assert export_image(notebook_image, tarball) == tarball
-    assert time.monotonic() - started < 2
     assert tarball.stat().st_mtime_ns == written
     assert not list(tarball.parent.glob("*.partial"))
 
