@@ -500,6 +500,84 @@ def secret_values(env: dict[str, str]) -> set[str]:
     return {value for name, value in env.items() if SECRET_NAME.search(name) and value}
 
 
+# --- the processes of a run -----------------------------------------------------------------
+# ansible-runner ends a cancelled or timed-out run with SIGKILL to ansible-playbook's process
+# group, but ansible-core's workers each call setsid(): they, and the modules they run, would
+# go on acting on the cloud. A run's processes are found instead by what they all share, the
+# private data dir in ansible-playbook's command line, and by descent from those.
+
+JOB_DIR_PREFIX = "ssc-r2d-job-"
+
+
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """Every live process of this machine (not the zombies, which act no more): pid ->
+    (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_bytes()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # it ended meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        state, parent = stat[stat.rindex(b")") + 2:].split()[:2]
+        if state not in (b"Z", b"X"):
+            found[int(entry.name)] = (int(parent), cmdline)
+    return found
+
+
+def processes_of(private_data_dir: str | os.PathLike) -> set[int]:
+    """The processes of the run in `private_data_dir`: those with it in their command line
+    (``-e @<dir>/env/extravars``), and their descendants."""
+    marker = os.fsencode(os.path.abspath(private_data_dir))
+    processes = _processes()
+    found = {pid for pid, (_, cmdline) in processes.items()
+             if any(arg.endswith(marker) or marker + b"/" in arg
+                    for arg in cmdline.split(b"\0"))}
+    grew = True
+    while grew:
+        before = len(found)
+        found |= {pid for pid, (parent, _) in processes.items() if parent in found}
+        grew = len(found) > before
+    found.discard(os.getpid())
+    return found
+
+
+def end_processes_of(private_data_dir: str | os.PathLike, attempts: int = 50) -> set[int]:
+    """SIGKILL every process of the run in `private_data_dir` until none is left (a process
+    may fork while it is looked for). Returns the pids killed."""
+    killed: set[int] = set()
+    for _ in range(attempts):
+        pids = processes_of(private_data_dir)
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed |= pids
+        time.sleep(0.1)
+    return killed
+
+
+def clean_leftover_runs(config) -> list[str]:
+    """End the processes of runs a previous worker left behind (it was killed, not stopped),
+    and delete their private data dirs. Only below a configured ``private_data_root``: the
+    system's temp dir may hold other workers' runs. Returns the dirs cleaned."""
+    root = setting(config, "private_data_root")
+    if not root or not _path(config, root).is_dir():
+        return []
+    cleaned = []
+    for leftover in sorted(_path(config, root).glob(JOB_DIR_PREFIX + "*")):
+        killed = end_processes_of(leftover)
+        if killed:
+            log.warning("%s: ended %d process(es) of an earlier run", leftover.name, len(killed))
+        shutil.rmtree(leftover, ignore_errors=True)
+        cleaned.append(str(leftover))
+    return cleaned
+
+
 def run_playbook(config, job_id: str, extravars: dict[str, str], run: JobRun) -> JobRun:
     """Run the configured playbook with `extravars` (taken as already checked: this layer
     only makes sure they stay data) and return `run`, filled by the events. The private data
@@ -510,7 +588,7 @@ def run_playbook(config, job_id: str, extravars: dict[str, str], run: JobRun) ->
     if parent:
         parent = _path(config, parent)
         parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    private_data_dir = tempfile.mkdtemp(prefix="ssc-r2d-job-", dir=parent)
+    private_data_dir = tempfile.mkdtemp(prefix=JOB_DIR_PREFIX, dir=parent)
     try:
         os.chmod(private_data_dir, 0o700)
         write_extravars(private_data_dir, extravars)
@@ -544,6 +622,10 @@ def run_playbook(config, job_id: str, extravars: dict[str, str], run: JobRun) ->
         status, _rc = runner.run()
         run.status = "canceled" if run.cancelled and status != "successful" else status
     finally:
+        # After a cancellation or a timeout, ansible-core's workers outlive ansible-playbook.
+        killed = end_processes_of(private_data_dir)
+        if killed:
+            log.warning("job %s: ended %d process(es) left of its run", job_id, len(killed))
         shutil.rmtree(private_data_dir, ignore_errors=True)
     return run
 
@@ -739,7 +821,9 @@ class Worker:
         return lambda github_id, login: refresh_vm(conn, github_id, login, cloud)
 
     def recover(self) -> list[Job]:
-        """:func:`recover`, reading the VMs from the cloud."""
+        """End what runs of a killed worker left, then :func:`recover`, reading the VMs from
+        the cloud."""
+        clean_leftover_runs(self.config)
         conn = self.connect()
         try:
             return recover(conn, self._refresher(conn))

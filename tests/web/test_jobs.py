@@ -1,8 +1,10 @@
 """The job runner (web/jobs.py): the queue, the extra vars file, real ansible-runner runs of the
 small playbooks in tests/web/playbooks (localhost, no cloud), restart safety and shutdown."""
 
+import os
 import sqlite3
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -562,9 +564,24 @@ def test_the_real_playbook_refuses_what_slipped_past(config, tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: the cancelled ansible-playbook process "
-                   "outlives the runner (seen with ansible-runner 2.4.3); to fix in issue 5")
+def run_tree(marker: str) -> set[str]:
+    """Pids (from ps) of the live processes (zombies act no more) with `marker` in their
+    command line, and of all their descendants."""
+    table = [(pid, ppid, args) for pid, ppid, state, args in (
+        line.split(None, 3) for line in subprocess.run(
+            ["ps", "-ww", "-eo", "pid=,ppid=,state=,args="], capture_output=True, text=True,
+            check=True).stdout.splitlines()) if state != "Z"]
+    found = {pid for pid, _, args in table if marker in args}
+    while True:
+        more = {pid for pid, ppid, _ in table if ppid in found} - found
+        if not more:
+            return found
+        found |= more
+
+
 def test_a_cancelled_playbook_does_not_outlive_the_runner(database, conn, config):
+    """ansible-runner kills ansible-playbook's process group, but ansible-core's workers
+    each have a session of their own: they and their modules must be ended too."""
     config.playbook = PLAYBOOKS / "sleep.yml"
     job_id = enqueue(conn, 32, "jill")
     worker = jobs.Worker(config, database, cloud=lambda: None)
@@ -573,9 +590,57 @@ def test_a_cancelled_playbook_does_not_outlive_the_runner(database, conn, config
     while "TASK [Create the VM" not in (state_of(conn, job_id)["output"] or ""):
         assert time.monotonic() < deadline, dict(state_of(conn, job_id))
         time.sleep(0.2)
+    running = run_tree(str(config.private_data_root))
+    assert len(running) >= 3  # ansible-playbook, its worker, the wait_for module
     worker.stop(grace=0.5)
-    left = subprocess.run(["pgrep", "-f", str(config.private_data_root)],
-                          capture_output=True, text=True).stdout.split()
-    for pid in left:  # do not leave it to act
+    left = running & run_tree("")
+    for pid in left:  # do not leave them to act
         subprocess.run(["kill", "-9", pid], check=False)
-    assert left == []
+    assert left == set()
+
+
+def test_a_new_worker_ends_what_a_killed_one_left(database, conn, config):
+    """A worker killed outright (SIGKILL, the machine's OOM killer) leaves its runs going and
+    their private data dirs on disk: the next worker ends those runs and deletes the dirs
+    before it claims anything."""
+    config.playbook = PLAYBOOKS / "sleep.yml"
+    job_id = enqueue(conn, 33, "joan")
+    db.save_vm(conn, 33, "joan", name="ssc-r2d-joan", state="ready")
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+              "from tests.web.test_jobs import _serve_worker; _serve_worker()")
+    env = {**os.environ, "WORKER_JOBS": str(config.private_data_root),
+           "WORKER_DATABASE": str(config.private_data_root.parent / "ssc-web.sqlite3")}
+    killed = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT,
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "TASK [Create the VM" not in (state_of(conn, job_id)["output"] or ""):
+            assert time.monotonic() < deadline, dict(state_of(conn, job_id))
+            time.sleep(0.2)
+    finally:
+        killed.kill()
+        killed.wait()
+    left = run_tree(str(config.private_data_root))
+    assert left and list(config.private_data_root.iterdir())  # what the next worker finds
+    worker = jobs.Worker(config, database, cloud=lambda: None)
+    assert [job.id for job in worker.recover()] == [job_id]
+    try:
+        assert left & run_tree("") == set()
+        assert list(config.private_data_root.iterdir()) == []
+        row = state_of(conn, job_id)
+        assert (row["state"], row["phase"]) == ("interrupted", "failed")
+        assert db.vm_of(conn, 33)["state"] == "unknown"
+    finally:
+        for pid in left & run_tree(""):
+            subprocess.run(["kill", "-9", pid], check=False)
+
+
+def _serve_worker() -> None:
+    """A worker process on the database and jobs dir the environment names (the test above
+    kills it)."""
+    config = SimpleNamespace(
+        repo_root=ROOT, playbook=PLAYBOOKS / "sleep.yml", inventory=PLAYBOOKS / "hosts.yml",
+        private_data_root=Path(os.environ["WORKER_JOBS"]), token_secret=TOKEN_SECRET,
+        allowed_hosts=("github.com",), poll_interval=0.1, heartbeat_interval=0.1)
+    path = Path(os.environ["WORKER_DATABASE"])
+    jobs.Worker(config, lambda: db.connect(path), cloud=lambda: None).serve()
