@@ -68,7 +68,7 @@ def up(config: Config, record: str | None) -> None:
     export_image(notebook, config.var_dir / "cache" / "notebook-base.tar")
     start_service(config, record)
     write_clouds_yaml(config)
-    client_id, _ = oauth_app(config)
+    client_id, _ = github.oauth_app_for(config, WEB_CALLBACK)
     sample = Path(__file__).resolve().parent / "samples" / "notebook"
     sample_url = githost.publish_repository(config, "ssc", "sample-notebook", sample)
     say(f"up at {config.endpoint}; clouds.yaml: {config.var_dir / 'clouds.yaml'}")
@@ -159,14 +159,6 @@ def password_token(config: Config) -> str:
             "scope": {"project": {"id": who["project_id"]}}}})
     response.raise_for_status()
     return response.headers["X-Subject-Token"]
-
-
-def oauth_app(config: Config) -> tuple[str, str]:
-    apps = github.load_oauth_apps(config)
-    for client_id, app in apps.items():
-        if app.get("callback_url") == WEB_CALLBACK:
-            return client_id, app["client_secret"]
-    return github.register_oauth_app(config, WEB_CALLBACK)
 
 
 def down(config: Config, purge: bool) -> None:

@@ -29,11 +29,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from xml.sax.saxutils import escape as xml_escape
 
+import requests
 from bottle import Bottle, HTTPResponse, SimpleTemplate, abort, redirect, request
 
 from localcloud.config import Config
@@ -102,6 +104,15 @@ def register_oauth_app(config: Config, callback_url: str) -> tuple[str, str]:
     with _updating(_apps_file(config)) as apps:
         apps[client_id] = {"client_secret": client_secret, "callback_url": callback_url}
     return client_id, client_secret
+
+
+def oauth_app_for(config: Config, callback_url: str) -> tuple[str, str]:
+    """The OAuth app registered with exactly `callback_url` (registered now if there is none):
+    (client_id, secret)."""
+    for client_id, app in load_oauth_apps(config).items():
+        if app["callback_url"] == callback_url:
+            return client_id, app["client_secret"]
+    return register_oauth_app(config, callback_url)
 
 
 def load_oauth_apps(config: Config) -> dict[str, dict]:
@@ -822,3 +833,42 @@ def make_app(config: Config) -> Bottle:
                             **{"Cache-Control": "max-age=300"})
 
     return app
+
+
+# --- the person at the authorize page, for scripts and tests ------------------------------
+
+
+class AuthorizePage(HTMLParser):
+    """The authorize page's form: its action and hidden fields, as a browser submits them."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.action, self.fields = None, {}
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and self.action is None:
+            self.action = attrs["action"]
+        if tag == "input" and attrs.get("type") == "hidden":
+            self.fields[attrs["name"]] = attrs["value"]
+
+
+def approve(authorization_url: str, login: str, orgs: str = "", session=None,
+            **fields) -> str:
+    """Do what a person does at the stand-in's authorize page: open it, say who they are
+    (`login`, member of `orgs`: "acme, acme:team"), press Authorize. Returns where the
+    stand-in sends the browser back to (the app's callback with the code)."""
+    http = session or requests.Session()
+    page = http.get(authorization_url, timeout=10)
+    page.raise_for_status()
+    form = AuthorizePage(page.text)
+    parts = urlsplit(authorization_url)
+    if form.action != parts.path:
+        raise RuntimeError(f"the authorize page's form posts to {form.action!r}")
+    answer = http.post(f"{parts.scheme}://{parts.netloc}{form.action}", timeout=10,
+                       data=form.fields | {"login": login, "orgs": orgs, "authorize": "1"}
+                       | fields, allow_redirects=False)
+    if answer.status_code != 302:
+        raise RuntimeError(f"the authorize page refused: {answer.status_code} {answer.text[:300]}")
+    return answer.headers["Location"]

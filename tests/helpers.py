@@ -4,14 +4,14 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import openstack
 import openstack.config
 import openstack.connection
 import requests
+
+from localcloud import github
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
@@ -95,32 +95,10 @@ def labelled(kind: str, label: str) -> list[str]:
     return output.split()
 
 
-class Form(HTMLParser):
-    """The fields of the first form of a page, as a browser would submit them."""
-
-    def __init__(self, page: str):
-        super().__init__()
-        self.action, self.fields = None, {}
-        self.feed(page)
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form" and self.action is None:
-            self.action = attrs["action"]
-        if tag == "input" and attrs.get("type") == "hidden":
-            self.fields[attrs["name"]] = attrs["value"]
+Form = github.AuthorizePage  # the authorize page's form
 
 
 def sign_in(authorization_url: str, login: str = "alice", orgs: str = "", **fields) -> str:
-    """Open the authorize page, fill it in, submit it: the Location it sends us to."""
-    page = requests.get(authorization_url, timeout=10)
-    assert page.status_code == 200, page.text
-    form = Form(page.text)
-    parts = urlsplit(authorization_url)
-    assert form.action == parts.path
-    answer = requests.post(
-        f"{parts.scheme}://{parts.netloc}{form.action}",
-        data=form.fields | {"login": login, "orgs": orgs, "authorize": "1"} | fields,
-        allow_redirects=False, timeout=10)
-    assert answer.status_code == 302, answer.text
-    return answer.headers["Location"]
+    """Open the stand-in's authorize page, fill it in, submit it: the Location it sends us
+    to."""
+    return github.approve(authorization_url, login, orgs, **fields)

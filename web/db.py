@@ -15,8 +15,10 @@ race between two web workers can break it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,15 +115,29 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_creating = threading.Lock()
+
+
+def _create(path: Path) -> None:
+    """Create the database file, owner only, if it is missing. Never opens an existing one:
+    closing any descriptor of a file drops every POSIX lock this process holds on it, the
+    locks by which SQLite's other connections tell each other apart (a connection of
+    another process would then think itself the last, and delete the WAL under us)."""
+    with _creating:
+        if path.exists():
+            return
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another process made it
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def connect(path: str | Path, timeout: float = 10.0) -> sqlite3.Connection:
     """A connection to the database file `path` (created, mode 0600, with its directory,
     0700): rows as :class:`sqlite3.Row`, WAL, foreign keys on, waiting up to `timeout`
     seconds for a lock. Autocommit: use :func:`transaction` to group statements. One
     connection per thread."""
     if str(path) != ":memory:":
-        path = Path(path)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # a new file: owner only
+        _create(Path(path))
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")

@@ -1,8 +1,11 @@
 """web/db.py: the schema and functions the app and the job runner share."""
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +140,21 @@ def test_transaction_rolls_back(conn):
         db.save_user(conn, 1, "alice")
         raise RuntimeError
     assert db.user(conn, 1) is None
+
+
+def test_the_app_and_the_runner_processes_see_each_others_writes(tmp_path):
+    """The app opens a connection per thread while the runner, another process, writes. A
+    new connection must not drop the locks of this process's others (closing any descriptor
+    of the file does): the runner would take itself for the last one, delete the WAL, and
+    the app would go on reading a deleted file, never seeing the runner's heartbeat."""
+    path = tmp_path / "ssc-web.sqlite3"
+    first = db.connect(path)
+    db.init(first)
+    second = db.connect(path)  # another serving thread's connection
+    runner = ("import sys; from web import db\n"
+              "conn = db.connect(sys.argv[1]); conn.close()\n"
+              "conn = db.connect(sys.argv[1]); db.beat(conn); conn.close()\n")
+    subprocess.run([sys.executable, "-c", runner, str(path)], check=True,
+                   cwd=Path(__file__).resolve().parents[2])
+    assert db.runner_heartbeat(first) is not None
+    assert db.runner_heartbeat(second) is not None
