@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates)
+# chromium: the browser of the end-to-end tests (Playwright drives it; never `playwright install`)
+APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates chromium)
 VENV=.venv
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -166,21 +166,22 @@ ANSIBLE_CONFIG = {toml(str(REPO_ROOT / "ansible.cfg"))}
         """Start whatever of the worker and the app is not running, and wait until
         ``/healthz`` says all is well."""
         self.prepare()
+        started = {}
         for name in PROCESSES:
             if self.pid(name):
                 continue
             with open(self.directory / f"{name}.log", "ab") as log:
-                process = subprocess.Popen(
+                started[name] = subprocess.Popen(
                     [sys.executable, "-m", "web.cli", name, "--config", str(self.config_path)],
                     cwd=REPO_ROOT, env=self.environment(), stdin=subprocess.DEVNULL,
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            self._pid_file(name).write_text(str(process.pid))
+            self._pid_file(name).write_text(str(started[name].pid))
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             health = self.health()
             if health.get("runner") == "ok":
                 return
-            gone = [name for name in PROCESSES if not self.pid(name)]
+            gone = [name for name, process in started.items() if process.poll() is not None]
             if gone or time.monotonic() > deadline:
                 tails = "\n".join(f"--- {name}.log\n{self.log_tail(name)}" for name in PROCESSES)
                 raise SiteError(f"the site did not start ({', '.join(gone) or 'too slow'}; "

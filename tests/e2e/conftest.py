@@ -1,0 +1,37 @@
+"""The web trigger as it runs for real: `ssc-web serve` and `ssc-web worker` processes
+(web/localsite.py, as `make demo` starts them) on the local cloud, the image built, the
+GitHub stand-in for sign-in. Each test gets its own site (directory, port, database)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from localcloud.config import Config as CloudConfig
+from tests.helpers import VAR
+from web.localsite import LocalSite
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def site(cloud, prebuilt_image, tmp_path, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,10.89.0.0/16")
+    local = LocalSite(tmp_path / "site", free_port(), CloudConfig(var_dir=VAR))
+    local.start()
+    yield local
+    local.stop()
+
+
+def delete_vm(cloud, login: str) -> None:
+    """Take a test's VM away, whatever the test left (the playbook's own clean-up is tested
+    elsewhere)."""
+    conn = cloud.connect()
+    server = conn.compute.find_server(f"ssc-r2d-{login}", ignore_missing=True)
+    if server is not None:
+        conn.delete_server(server.id, wait=True, delete_ips=True)
