@@ -32,6 +32,7 @@ import yaml
 
 from localcloud import github
 from localcloud.config import Config as CloudConfig
+from web import db
 from web.config import Config, load
 from web.jobs import REPO_ROOT
 
@@ -177,9 +178,11 @@ ANSIBLE_CONFIG = {toml(str(REPO_ROOT / "ansible.cfg"))}
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self._pid_file(name).write_text(str(started[name].pid))
         deadline = time.monotonic() + START_TIMEOUT
+        since = db.now()  # a dead runner's last heartbeat may still look fresh
         while True:
             health = self.health()
-            if health.get("runner") == "ok":
+            if health.get("runner") == "ok" and (
+                    "worker" not in started or health.get("runner_heartbeat", "") >= since):
                 return
             gone = [name for name, process in started.items() if process.poll() is not None]
             if gone or time.monotonic() > deadline:

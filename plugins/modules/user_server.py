@@ -15,8 +15,11 @@ description:
     and the token is a C(no_log) option, so it stays out of logs and job events.
   - A create that fails deletes what it made (server, boot volume, floating IP) before
     failing with the cloud's own message.
-  - An existing server of that name is returned unchanged; whether it serves the wanted
-    repository is the caller's decision (compare I(metadata)).
+  - An existing server of that name is not created again; whether it serves the wanted
+    repository is the caller's decision (compare I(metadata)). One that an earlier run, cut
+    off, left building is waited for until ACTIVE and given its floating IP if it lacks one;
+    one in ERROR (or another status it does not leave by itself) fails with the cloud's
+    fault, to be deleted.
 options:
   name:
     description: The server's name.
@@ -155,6 +158,9 @@ from ansible_collections.openstack.cloud.plugins.module_utils.openstack import O
 TOKEN = re.compile(r"[A-Za-z0-9]{32,128}")
 COMMIT = re.compile(r"[0-9a-f]{40}")
 LAUNCH_SETTINGS = "/etc/repo2docker-launcher/launch.json"
+# Statuses a server leaves by itself for ACTIVE: an existing server in one is waited for.
+SETTLING = frozenset({"BUILD", "REBUILD", "REBOOT", "HARD_REBOOT", "MIGRATING", "RESIZE",
+                      "VERIFY_RESIZE", "REVERT_RESIZE", "PASSWORD", "UNKNOWN"})
 JUPYTER_ENV = "/etc/repo2docker-launcher/jupyter.env"
 
 
@@ -230,7 +236,7 @@ class UserServerModule(OpenStackModule):
                            **({} if server is None or self.ansible.check_mode
                               else self._delete(server)))
         if server is not None:
-            self.exit_json(changed=False, existed=True, server=self._describe(server))
+            self.exit_json(existed=True, **self._settle(server))
         self._check_launch()
         if self.ansible.check_mode:
             self.exit_json(changed=True, existed=False)
@@ -269,6 +275,29 @@ class UserServerModule(OpenStackModule):
             self._clean_up_after_failure()
             self.fail_json(msg=f"Creating the VM {params['name']} failed: {error}")
         return self._describe(self.conn.get_server(server["id"]))
+
+    def _settle(self, server) -> dict:
+        """An existing server as a run that made it would leave it: a run cut off before
+        (a restarted job runner, a lost connection) may have left it building, or without
+        its floating IP. Returns ``changed`` and ``server``."""
+        if self.ansible.check_mode:
+            return {"changed": False, "server": self._describe(server)}
+        try:
+            if server["status"] in SETTLING:
+                self._wait_until_active(server["id"])
+            elif server["status"] != "ACTIVE":
+                fault = (server.get("fault") or {}).get("message")
+                raise RuntimeError(f"it is {server['status']}" + (f" ({fault})" if fault else "")
+                                   + ": delete it (state=absent), then create it again")
+            server = self.conn.get_server(server["id"])
+            pool = self.params["floating_ip_pool"]
+            attach = bool(pool) and not describe(server, self.params["network"])["floating_ip"]
+            if attach:
+                self._attach_floating_ip(server, pool)
+                server = self.conn.get_server(server["id"])
+        except Exception as error:
+            self.fail_json(msg=f"The VM {self.params['name']} exists but is not usable: {error}")
+        return {"changed": attach, "server": self._describe(server)}
 
     def _describe(self, server) -> dict:
         """describe(), with the image a volume-backed server booted from (Nova shows none)."""

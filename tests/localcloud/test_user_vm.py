@@ -1,7 +1,10 @@
 """playbooks/user_vm.yml and cull.yml end to end on the local cloud, real images and Jupyter."""
 
 import json
+import os
+import signal
 import subprocess
+import time
 
 import pytest
 import requests
@@ -149,6 +152,61 @@ def test_a_fault_at_create_leaves_nothing_and_says_why(cloud, prebuilt_image):
     assert code != 0
     assert "No valid host was found" in failure(report)
     assert left_of(cloud, "hopper") == []
+
+
+def test_a_run_cut_off_while_the_vm_builds_is_resumed_by_the_next(cloud, prebuilt_image):
+    """A run killed while the cloud builds the VM (the job runner restarted, say) leaves a
+    server in BUILD without its floating IP; the next run waits for it, gives it the IP and
+    serves Jupyter with the token of the VM's own nonce."""
+    pool = json.dumps({"user_vm_floating_ip_pool": "Public External IPv4 Network"})
+    cloud.localcloud("fault", "server.build", "--action", "delay", "--delay", "15",
+                     "--count", "1")
+    cut = subprocess.Popen([str(BIN / "ansible-playbook"), str(ROOT / "playbooks/user_vm.yml"),
+                            "-e", "user=hamilton", "-e", f"repo={SAMPLE}", "-e", pool],
+                           env=cloud.env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        conn = cloud.connect()
+        deadline = time.monotonic() + 120
+        while conn.compute.find_server("ssc-r2d-hamilton") is None:
+            assert time.monotonic() < deadline and cut.poll() is None
+            time.sleep(0.2)
+    finally:
+        os.killpg(cut.pid, signal.SIGKILL)  # ansible-playbook and its workers
+        cut.wait()
+    try:
+        assert conn.compute.find_server("ssc-r2d-hamilton").status == "BUILD"
+        result = launch(cloud, "hamilton", SAMPLE, "-e", pool)
+        assert result["created"] is False
+        assert result["ip"].startswith("10.89.1.")
+        base, _, token = result["url"].partition("/?token=")
+        assert requests.get(f"{base}/api/status", timeout=10,
+                            headers={"Authorization": f"token {token}"}).status_code == 200
+    finally:
+        cloud.localcloud("fault", "--clear")
+        vm(cloud, "-e", "user=hamilton", "-e", "state=absent")
+    assert left_of(cloud, "hamilton") == []
+
+
+def test_a_vm_in_error_is_reported_not_waited_for(cloud, prebuilt_image):
+    cloud.localcloud("fault", "server.create", "--action", "error", "--message",
+                     "Exceeded maximum number of retries.", "--count", "1")
+    conn = cloud.connect()
+    image = prebuilt_image[1]
+    server = conn.compute.create_server(
+        name="ssc-r2d-hypatia", image_id=image.id, flavor_id=conn.compute.find_flavor(
+            "ssc.small").id, networks=[{"uuid": conn.network.find_network("private").id}],
+        metadata={"ssc_r2d_owner": "hypatia", "ssc_r2d_repo": SAMPLE, "ssc_r2d_ref": "",
+                  "ssc_r2d_nonce": "n" * 32})
+    try:
+        conn.compute.wait_for_server(server, status="ERROR", failures=[], wait=120)
+        code, report, _ = vm(cloud, "-e", "user=hypatia", "-e", f"repo={SAMPLE}")
+        assert code != 0
+        assert ("The VM ssc-r2d-hypatia exists but is not usable: it is ERROR (Exceeded "
+                "maximum number of retries.): delete it") in failure(report)
+    finally:
+        vm(cloud, "-e", "user=hypatia", "-e", "state=absent")
+    assert left_of(cloud, "hypatia") == []
 
 
 def test_a_quota_refusal_leaves_nothing_and_says_why(cloud, prebuilt_image):

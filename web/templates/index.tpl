@@ -20,6 +20,9 @@ and a VM in the cloud builds its environment with repo2docker and serves it to y
 </dl>
 % if jupyter_url:
 <p><a class="button" href="{{jupyter_url}}" rel="noreferrer noopener">Open Jupyter</a></p>
+% elif not job and vm['state'] != 'ready':
+<p class="notice">The last job on this VM did not finish. Start the same repository again
+to reconnect to it (it is not built again), or delete it.</p>
 % end
 % if not job:
 <form method="post" action="/VM_delete">
