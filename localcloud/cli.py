@@ -17,7 +17,6 @@ from localcloud.baseimage import ensure_base_image
 from localcloud.config import Config, from_environment
 
 START_TIMEOUT = 600  # the first start builds the base image
-WEB_CALLBACK = "http://127.0.0.1:8080/"
 
 
 def say(message: str) -> None:
@@ -68,12 +67,12 @@ def up(config: Config, record: str | None) -> None:
     export_image(notebook, config.var_dir / "cache" / "notebook-base.tar")
     start_service(config, record)
     write_clouds_yaml(config)
-    client_id, _ = github.oauth_app_for(config, WEB_CALLBACK)
+    client_id, _ = github.oauth_app_for(config)
     sample = Path(__file__).resolve().parent / "samples" / "notebook"
     sample_url = githost.publish_repository(config, "ssc", "sample-notebook", sample)
     say(f"up at {config.endpoint}; clouds.yaml: {config.var_dir / 'clouds.yaml'}")
     say(f"GitHub stand-in: {config.github_base_url} (OAuth app {client_id}, callback "
-        f"{WEB_CALLBACK}); git hosting: {config.git_base_url}")
+        f"{github.LOCAL_WEB_CALLBACK}); git hosting: {config.git_base_url}")
     say(f"sample repository: {sample_url} (FROM {notebook}, saved for servers in "
         f"{config.var_dir / 'cache' / 'notebook-base.tar'})")
 

@@ -106,7 +106,12 @@ def register_oauth_app(config: Config, callback_url: str) -> tuple[str, str]:
     return client_id, client_secret
 
 
-def oauth_app_for(config: Config, callback_url: str) -> tuple[str, str]:
+# The OAuth app `localcloud up` registers, for web apps on this machine: GitHub (and so the
+# stand-in) lets a loopback callback URL come back on any port, so one serves them all.
+LOCAL_WEB_CALLBACK = "http://127.0.0.1:8080/"
+
+
+def oauth_app_for(config: Config, callback_url: str = LOCAL_WEB_CALLBACK) -> tuple[str, str]:
     """The OAuth app registered with exactly `callback_url` (registered now if there is none):
     (client_id, secret)."""
     for client_id, app in load_oauth_apps(config).items():

@@ -102,3 +102,18 @@ def sign_in(authorization_url: str, login: str = "alice", orgs: str = "", **fiel
     """Open the stand-in's authorize page, fill it in, submit it: the Location it sends us
     to."""
     return github.approve(authorization_url, login, orgs, **fields)
+
+
+def process_tree(marker: str) -> set[str]:
+    """Pids (from ps) of the live processes (zombies act no more) with `marker` in their
+    command line, and of all their descendants."""
+    table = [(pid, ppid, args) for pid, ppid, state, args in (
+        line.split(None, 3) for line in subprocess.run(
+            ["ps", "-ww", "-eo", "pid=,ppid=,state=,args="], capture_output=True, text=True,
+            check=True).stdout.splitlines()) if state != "Z"]
+    found = {pid for pid, _, args in table if marker in args}
+    while True:
+        more = {pid for pid, ppid, _ in table if ppid in found} - found
+        if not more:
+            return found
+        found |= more

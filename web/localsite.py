@@ -78,7 +78,7 @@ class LocalSite:
         """Write the configuration and (once) the secrets; returns the loaded configuration."""
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
-        client_id, client_secret = github.oauth_app_for(self.cloud, self.url + "/")
+        client_id, client_secret = github.oauth_app_for(self.cloud)  # any loopback port
         known = self.secrets()
         values = {
             "SSC_WEB_GITHUB_CLIENT_SECRET": client_secret,

@@ -9,6 +9,7 @@ import signal
 import time
 
 from tests.e2e.conftest import delete_vm
+from tests.helpers import process_tree
 from web.localsite import SiteUser
 
 LOGIN = "restart-researcher"
@@ -23,22 +24,9 @@ def wait_for_phase(user: SiteUser, job_id: str, *phases: str, timeout: float = 6
     return job
 
 
-def playbook_processes(site) -> list[str]:
-    root = str(site.directory / "jobs")
-    return [line for line in open_processes() if root in line]
-
-
-def open_processes() -> list[str]:
-    from pathlib import Path
-
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
-            except OSError:
-                continue
-    return found
+def playbook_processes(site) -> set[str]:
+    """The playbook runs of the site's job runner: pids, with all their descendants."""
+    return process_tree(str(site.directory / "jobs"))
 
 
 def test_a_launch_cut_off_by_a_restart_is_marked_and_its_vm_reported(site, cloud):
@@ -63,7 +51,7 @@ def test_a_launch_cut_off_by_a_restart_is_marked_and_its_vm_reported(site, cloud
         assert left, "the killed runner's playbook goes on (what the new runner must end)"
 
         site.start()
-        assert playbook_processes(site) == []
+        assert playbook_processes(site) == set()
         assert list((site.directory / "jobs").iterdir()) == []
         job = user.job(job_id)
         assert (job["state"], job["phase"]) == ("interrupted", "failed"), job

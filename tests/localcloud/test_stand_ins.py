@@ -16,8 +16,8 @@ BASE = "http://127.0.0.1:8770/github"
 def test_authorization_code_flow_with_the_registered_app(cloud, monkeypatch):
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the stand-in speaks plain HTTP
     apps = github.load_oauth_apps(Config(var_dir=cloud.var_dir))
-    client_id, app = next(iter(apps.items()))
-    assert app["callback_url"] == "http://127.0.0.1:8080/"
+    [(client_id, app)] = [(client_id, app) for client_id, app in apps.items()
+                          if app["callback_url"] == "http://127.0.0.1:8080/"]
     client = OAuth2Session(client_id, redirect_uri="http://127.0.0.1:8080/auth",
                            scope=["read:org"], pkce="S256")
     url, _ = client.authorization_url(f"{BASE}/login/oauth/authorize")

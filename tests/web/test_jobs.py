@@ -16,6 +16,7 @@ import pytest
 import yaml
 from ansible.parsing.dataloader import DataLoader
 
+from tests.helpers import process_tree as run_tree
 from web import db, jobs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -562,21 +563,6 @@ def test_the_real_playbook_refuses_what_slipped_past(config, tmp_path):
         "\"https://github.com/a/{{ lookup('pipe', 'touch ")
     assert "refused" in run.failure()
     assert not marker.exists()
-
-
-def run_tree(marker: str) -> set[str]:
-    """Pids (from ps) of the live processes (zombies act no more) with `marker` in their
-    command line, and of all their descendants."""
-    table = [(pid, ppid, args) for pid, ppid, state, args in (
-        line.split(None, 3) for line in subprocess.run(
-            ["ps", "-ww", "-eo", "pid=,ppid=,state=,args="], capture_output=True, text=True,
-            check=True).stdout.splitlines()) if state != "Z"]
-    found = {pid for pid, _, args in table if marker in args}
-    while True:
-        more = {pid for pid, ppid, _ in table if ppid in found} - found
-        if not more:
-            return found
-        found |= more
 
 
 def test_a_cancelled_playbook_does_not_outlive_the_runner(database, conn, config):
