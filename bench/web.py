@@ -30,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from web import jobs  # noqa: E402
 from web.localsite import LocalSite, SiteUser  # noqa: E402
 
 CONNECTIONS = 50
@@ -88,26 +89,10 @@ class MemoryWatch(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.25):
-            pids = self.tree()
+            pids = jobs.with_descendants(self.roots)
             total = sum(self.rss(pid) for pid in pids)
             if total > self.peak:
                 self.peak, self.peak_processes = total, len(pids)
-
-    def tree(self) -> set[int]:
-        parents = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-        found = set(self.roots)
-        while True:
-            more = {pid for pid, parent in parents.items() if parent in found} - found
-            if not more:
-                return found
-            found |= more
 
     @staticmethod
     def rss(pid: int) -> int:

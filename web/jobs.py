@@ -509,7 +509,7 @@ def secret_values(env: dict[str, str]) -> set[str]:
 JOB_DIR_PREFIX = "ssc-r2d-job-"
 
 
-def _processes() -> dict[int, tuple[int, bytes]]:
+def processes() -> dict[int, tuple[int, bytes]]:
     """Every live process of this machine (not the zombies, which act no more): pid ->
     (parent pid, command line)."""
     found = {}
@@ -532,17 +532,24 @@ def processes_of(private_data_dir: str | os.PathLike) -> set[int]:
     """The processes of the run in `private_data_dir`: those with it in their command line
     (``-e @<dir>/env/extravars``), and their descendants."""
     marker = os.fsencode(os.path.abspath(private_data_dir))
-    processes = _processes()
-    found = {pid for pid, (_, cmdline) in processes.items()
-             if any(arg.endswith(marker) or marker + b"/" in arg
-                    for arg in cmdline.split(b"\0"))}
-    grew = True
-    while grew:
-        before = len(found)
-        found |= {pid for pid, (parent, _) in processes.items() if parent in found}
-        grew = len(found) > before
+    table = processes()
+    found = with_descendants({pid for pid, (_, cmdline) in table.items()
+                              if any(arg.endswith(marker) or marker + b"/" in arg
+                                     for arg in cmdline.split(b"\0"))}, table)
     found.discard(os.getpid())
     return found
+
+
+def with_descendants(pids: set[int], table: dict[int, tuple[int, bytes]] | None = None
+                     ) -> set[int]:
+    """`pids` and all their descendants (in `table`, default :func:`processes`)."""
+    table = processes() if table is None else table
+    found = set(pids)
+    while True:
+        more = {pid for pid, (parent, _) in table.items() if parent in found} - found
+        if not more:
+            return found
+        found |= more
 
 
 def end_processes_of(private_data_dir: str | os.PathLike, attempts: int = 50) -> set[int]:
