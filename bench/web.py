@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -58,8 +59,11 @@ def ensure_wrk() -> None:
     if shutil.which("wrk"):
         return
     print("installing wrk (Debian's package)")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                   stdout=subprocess.DEVNULL)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL,
+             "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
+    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], **quiet).returncode:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, **quiet)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, **quiet)
 
 
 def http_figures(site: LocalSite, seconds: int) -> None:
