@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a Debian machine; idempotent and quiet when
 # nothing is missing. Called by `make setup` (and so by `make demo` and `make test`).
+#   scripts/setup.sh --controller   only what a site's controller runs (the playbooks and the
+#                                   web app): no Docker engine, Chromium or test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium: the browser of the end-to-end tests (Playwright drives it; never `playwright install`)
 APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates chromium)
 VENV=.venv
+EXTRAS='[dev]'
+CONTROLLER=false
+if [ "${1:-}" = "--controller" ]; then
+    CONTROLLER=true EXTRAS=''
+    APT_PACKAGES=(git openssh-client curl ca-certificates)
+fi
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -41,11 +49,11 @@ start_docker() {
 
 install_venv() {
     local stamp="$VENV/.installed" want
-    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
     say "installing Python packages into $VENV"
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".$EXTRAS" 2>&1 | grep -v '^WARNING: Location' || true
     "$VENV/bin/python" -c 'import localcloud, ansible_runner, openstack' # fails loudly if the install did
     echo "$want" >"$stamp"
 }
@@ -60,6 +68,6 @@ link_collection() {
 # Debian's own python3 needs python3-venv for `python3 -m venv`
 python3 -c 'import ensurepip' 2>/dev/null || APT_PACKAGES+=(python3-venv)
 install_apt_packages "${APT_PACKAGES[@]}"
-start_docker
+$CONTROLLER || start_docker
 install_venv
 link_collection
