@@ -126,10 +126,14 @@ TASK_PHASES = {
     ("Look for the user's VM", "start"): "creating",
     ("Create the VM, or find it", "start"): "creating",
     ("Create the VM, or find it", "ok"): "booting",
+    # "building" instead when the image does not hold the repository pre-built (CACHE_TASK)
     ("Wait for Jupyter to answer with the token", "start"): "starting",
     ("Delete the VM with its volumes and floating IP", "start"): "deleting",
     ("Delete the VM with its volumes and floating IP", "ok"): "deleted",
 }
+
+# Its result tells (ansible_facts.__user_vm_cache_hit) whether the VM builds the repository.
+CACHE_TASK = "Tell whether the image holds the repository pre-built"
 
 # A line of output that may carry a secret is dropped whole (the Jupyter URL has ?token=).
 SECRET_LINE = re.compile(r"(?i)token\s*[=:]|authorization|password\s*[=:]|secret\s*[=:]")
@@ -346,6 +350,7 @@ class JobRun:
         self.failed_msg: str | None = None
         self.error_line: str | None = None
         self.stats: dict = {}
+        self.builds = False  # the VM builds the repository first (a cache miss)
         self.secrets = {s for s in secrets if s and len(s) >= 8}
         self._lines: collections.deque[str] = collections.deque(maxlen=output_lines)
         self.on_progress = on_progress
@@ -374,9 +379,13 @@ class JobRun:
                         self.error_line = line
             self._changed = True
         if kind == "playbook_on_task_start":
-            self._advance(TASK_PHASES.get((data.get("task"), "start")))
+            phase = TASK_PHASES.get((data.get("task"), "start"))
+            self._advance("building" if phase == "starting" and self.builds else phase)
         elif kind == "runner_on_ok":
             self._advance(TASK_PHASES.get((data.get("task"), "ok")))
+            if data.get("task") == CACHE_TASK:
+                facts = (data.get("res") or {}).get("ansible_facts") or {}
+                self.builds = _boolean(facts.get("__user_vm_cache_hit")) is False
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
                 "ignore_errors"):
             self.failed_task = data.get("task")

@@ -252,6 +252,16 @@ def test_event_handler_maps_tasks_to_phases_and_keeps_only_safe_parts():
     assert "VALUE" not in run.failure()
     assert TOKEN_SECRET not in run.output()
 
+    miss = jobs.JobRun("m", "start")
+    for kind, data in [
+        ("runner_on_ok", {"task": "Create the VM, or find it"}),
+        ("runner_on_ok", {"task": "Tell whether the image holds the repository pre-built",
+                          "res": {"ansible_facts": {"__user_vm_cache_hit": False}}}),
+        ("playbook_on_task_start", {"task": "Wait for Jupyter to answer with the token"}),
+    ]:
+        miss.event_handler({"event": kind, "event_data": data, "stdout": ""})
+    assert miss.phase == "building"  # the VM builds the repository before Jupyter starts
+
     delete = jobs.JobRun("d", "delete")
     delete.event_handler({"event": "playbook_on_task_start",
                           "event_data": {"task": "Delete the VM with its volumes and floating IP"}})
@@ -630,3 +640,11 @@ def _serve_worker() -> None:
         allowed_hosts=("github.com",), poll_interval=0.1, heartbeat_interval=0.1)
     path = Path(os.environ["WORKER_DATABASE"])
     jobs.Worker(config, lambda: db.connect(path), cloud=lambda: None).serve()
+
+
+def test_the_tasks_named_for_progress_are_the_roles_own():
+    """A task renamed in roles/user_vm would silently freeze the progress shown to users."""
+    names = {task.get("name") for path in (ROOT / "roles" / "user_vm" / "tasks").glob("*.yml")
+             for task in yaml.safe_load(path.read_text()) or []}
+    wanted = {task for task, _ in jobs.TASK_PHASES} | {jobs.CACHE_TASK}
+    assert wanted <= names, wanted - names
