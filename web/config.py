@@ -79,6 +79,7 @@ class Config:
     # --- jobs (ssc-web worker)
     max_concurrent_jobs: int = 4
     job_timeout: int = 3600  # seconds a playbook run may take (a cache miss builds first)
+    grace_period: int = 30  # seconds running jobs get to finish when the runner stops
     private_data_root: Path = Path("var/web/jobs")  # one private_data_dir per job below it
     playbook_dir: Path = Path("playbooks")
     inventory: str = "inventory/localcloud"
@@ -138,8 +139,8 @@ SECTIONS = {
     "github": {"client_id", "authorize_url", "token_url", "api_url", "timeout"},
     "access": {"allowed_logins", "allowed_orgs", "blocked_logins"},
     "repos": {"allowed_hosts", "allow_http_hosts"},
-    "jobs": {"max_concurrent", "timeout", "private_data_root", "playbook_dir", "inventory",
-             "env", "pass_token_secret", "runner_stale_seconds"},
+    "jobs": {"max_concurrent", "timeout", "grace_period", "private_data_root", "playbook_dir",
+             "inventory", "env", "pass_token_secret", "runner_stale_seconds"},
 }
 
 
@@ -183,6 +184,7 @@ def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None =
         max_concurrent_jobs=int(read.number("jobs", "max_concurrent",
                                             defaults.max_concurrent_jobs, 1, 1000)),
         job_timeout=int(read.number("jobs", "timeout", defaults.job_timeout, 60, 86400)),
+        grace_period=int(read.number("jobs", "grace_period", defaults.grace_period, 0, 3600)),
         private_data_root=read.path("jobs", "private_data_root", defaults.private_data_root),
         playbook_dir=read.path("jobs", "playbook_dir", defaults.playbook_dir),
         inventory=str(read.path("jobs", "inventory", Path(defaults.inventory))),

@@ -8,6 +8,7 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
+from web import jobs
 from web.app import make_app
 from web.config import Config, ConfigError, from_dict, load
 
@@ -40,6 +41,12 @@ def test_the_example_loads_with_real_secrets():
     assert config.scopes == []
     for name, value in GOOD.items():  # secrets never show in the config's repr
         assert value not in repr(config), name
+
+
+def test_the_job_runner_reads_the_grace_period():
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["jobs"]["grace_period"] = 7
+    assert jobs.setting(from_dict(data, GOOD), "grace_period") == 7
 
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):
@@ -119,6 +126,7 @@ def test_secrets_must_differ():
     ({"server": {"threads": 0}}, "threads must be a number"),
     ({"jobs": {"env": {"X": 1}}}, "a table of strings"),
     ({"jobs": {"pass_token_secret": "yes"}}, "true or false"),
+    ({"jobs": {"grace_period": -1}}, "grace_period must be a number from 0 to 3600"),
     ({"sitee": {}}, "unknown section"),
     ({"site": {"base_ulr": "x"}}, "unknown setting"),
 ])
