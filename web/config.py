@@ -87,6 +87,7 @@ class Config:
     pass_token_secret: bool = True
     token_secret: str = field(default="", repr=False)  # SSC_TOKEN_SECRET, for the runs
     runner_stale_seconds: int = 60  # /healthz: the runner is dead after this long silent
+    vm_refresh_interval: int = 300  # seconds between readings of the VMs from the cloud
 
     @property
     def secure_cookies(self) -> bool:
@@ -140,7 +141,8 @@ SECTIONS = {
     "access": {"allowed_logins", "allowed_orgs", "blocked_logins"},
     "repos": {"allowed_hosts", "allow_http_hosts"},
     "jobs": {"max_concurrent", "timeout", "grace_period", "private_data_root", "playbook_dir",
-             "inventory", "env", "pass_token_secret", "runner_stale_seconds"},
+             "inventory", "env", "pass_token_secret", "runner_stale_seconds",
+             "vm_refresh_interval"},
 }
 
 
@@ -193,6 +195,8 @@ def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None =
         token_secret=environ.get("SSC_TOKEN_SECRET", ""),
         runner_stale_seconds=int(read.number("jobs", "runner_stale_seconds",
                                              defaults.runner_stale_seconds, 5, 86400)),
+        vm_refresh_interval=int(read.number("jobs", "vm_refresh_interval",
+                                            defaults.vm_refresh_interval, 0, 86400)),
     )
     return validate(config)
 

@@ -54,6 +54,8 @@ ones take the default):
 ``output_lines``    lines of output kept per job (default 200)
 ``poll_interval``   seconds between looks for queued jobs (default 1)
 ``heartbeat_interval`` seconds between heartbeats (default 5)
+``vm_refresh_interval`` seconds between readings of the users' VMs from the cloud, for VMs
+                    culled or deleted behind the app (default 300; 0: never)
 ================== =============================================================================
 """
 
@@ -110,6 +112,7 @@ DEFAULTS = {
     "poll_interval": 1.0,
     "heartbeat_interval": 5.0,
     "cloud": None,
+    "vm_refresh_interval": 300,
 }
 
 JOB_COLUMNS = ("id", "github_id", "login", "action", "repo", "ref", "state", "phase",
@@ -807,6 +810,35 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
     return state
 
 
+def reconcile_vms(conn: sqlite3.Connection, servers: Iterable, listed_at: str) -> list[str]:
+    """Bring the ``vms`` rows in line with `servers` (the cloud's, as listed at `listed_at`)
+    where the cloud changed behind the app: a VM culled (playbooks/cull.yml) or deleted by
+    an operator is gone from its owner's page; one in ERROR says so. Rows of users with a
+    queued or running job, and rows written since the listing, are left to the jobs.
+    Returns the logins whose row changed."""
+    by_name = {server.name: server for server in servers}
+    changed = []
+    with transaction(conn):
+        rows = conn.execute(
+            "SELECT github_id, login, state FROM vms AS v WHERE updated < ? AND NOT EXISTS "
+            "(SELECT 1 FROM jobs AS j WHERE j.github_id = v.github_id "
+            "AND j.state IN ('queued', 'running'))", (listed_at,)).fetchall()
+        for github_id, login, state in rows:
+            server = by_name.get(_launch_request().vm_name(login))
+            owner = dict(getattr(server, "metadata", None) or {}).get("ssc_r2d_owner")
+            if server is None or (owner is not None and owner != login.lower()):
+                conn.execute("DELETE FROM vms WHERE github_id = ?", (github_id,))
+            elif (server.status or "").upper() not in ("ACTIVE", state.upper()):
+                conn.execute("UPDATE vms SET state = ?, updated = ? WHERE github_id = ?",
+                             ((server.status or "unknown").lower(), now(), github_id))
+            else:
+                continue
+            changed.append(login)
+    for login in changed:
+        log.info("%s's VM changed in the cloud: its row was brought in line", login)
+    return changed
+
+
 # --- the worker -----------------------------------------------------------------------------
 
 
@@ -912,13 +944,31 @@ class Worker:
             thread.join()
         self._reap()
 
+    def reconcile(self, conn: sqlite3.Connection) -> list[str]:
+        """:func:`reconcile_vms` with the cloud's servers now (nothing without a cloud)."""
+        cloud = self.cloud()
+        if cloud is None:
+            return []
+        listed_at = now()
+        prefix = _launch_request().VM_NAME_PREFIX  # Nova's name filter is a regex
+        servers = list(cloud.compute.servers(name=f"^{prefix}"))
+        return reconcile_vms(conn, servers, listed_at)
+
     def serve(self) -> None:
-        """Recover, then beat and poll until :attr:`stopping` is set; then :meth:`stop`."""
+        """Recover, then beat and poll until :attr:`stopping` is set (and reconcile the VMs
+        with the cloud every ``vm_refresh_interval`` seconds); then :meth:`stop`."""
         self.recover()
         conn = self.connect()
         try:
-            last_beat = -float("inf")
+            last_beat = last_reconcile = -float("inf")
             while not self.stopping.is_set():
+                interval = float(setting(self.config, "vm_refresh_interval"))
+                if interval and time.monotonic() - last_reconcile >= interval:
+                    last_reconcile = time.monotonic()
+                    try:
+                        self.reconcile(conn)
+                    except Exception:
+                        log.exception("could not read the VMs from the cloud; trying later")
                 try:
                     if (time.monotonic() - last_beat
                             >= float(setting(self.config, "heartbeat_interval"))):

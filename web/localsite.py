@@ -55,6 +55,7 @@ class LocalSite:
         var_dir=REPO_ROOT / "var" / "localcloud"))
     max_concurrent: int = 4
     threads: int = 8
+    vm_refresh_interval: int = 300
 
     @property
     def url(self) -> str:
@@ -129,6 +130,7 @@ playbook_dir = {toml(str(REPO_ROOT / "playbooks"))}
 inventory = {toml(str(INVENTORY))}
 # inventory/localcloud makes the token secret itself (var/secrets/token-secret)
 pass_token_secret = false
+vm_refresh_interval = {self.vm_refresh_interval}
 
 [jobs.env]
 OS_CLIENT_CONFIG_FILE = {toml(str(self.cloud.var_dir.resolve() / "clouds.yaml"))}

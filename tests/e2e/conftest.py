@@ -20,12 +20,26 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def site(cloud, prebuilt_image, tmp_path, monkeypatch):
+def make_site(cloud, prebuilt_image, tmp_path, monkeypatch):
+    """Start a site (LocalSite's settings as keywords); all are stopped after the test."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,10.89.0.0/16")
-    local = LocalSite(tmp_path / "site", free_port(), CloudConfig(var_dir=VAR))
-    local.start()
-    yield local
-    local.stop()
+    sites = []
+
+    def make(**settings) -> LocalSite:
+        local = LocalSite(tmp_path / f"site{len(sites)}", free_port(), CloudConfig(var_dir=VAR),
+                          **settings)
+        sites.append(local)
+        local.start()
+        return local
+
+    yield make
+    for local in sites:
+        local.stop()
+
+
+@pytest.fixture
+def site(make_site) -> LocalSite:
+    return make_site()
 
 
 def delete_vm(cloud, login: str) -> None:
