@@ -184,19 +184,6 @@ def inventory_path(config) -> Path:
 now = db.now
 
 
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection):
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception), whatever the
-    connection's isolation level; `conn` must not be inside a transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield conn
-    except BaseException:
-        conn.rollback()
-        raise
-    conn.commit()
-
-
 # --- the queue ------------------------------------------------------------------------------
 
 
@@ -233,7 +220,7 @@ def claim_next(conn: sqlite3.Connection, max_running: int) -> Job | None:
     jobs run; mark it running (``started`` = now) and return it. One write transaction
     (``BEGIN IMMEDIATE``), so two claimers never take the same job. `conn` must not be inside
     a transaction."""
-    with transaction(conn):
+    with db.transaction(conn):
         (running,) = conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetchone()
         if running >= max_running:
             return None
@@ -678,7 +665,7 @@ def record(conn: sqlite3.Connection, job: Job, run: JobRun) -> str:
                    {True: "cache hit", False: "built"}.get(_boolean(vm.get("cache_hit")), "")]
         details = ", ".join(d for d in details if d)
         message = f"{vm.get('name')} is ready" + (f" ({details})." if details else ".")
-        with transaction(conn):
+        with db.transaction(conn):
             db.save_vm(conn, job.github_id, job.login, name=str(vm.get("name") or ""),
                        repo=str(vm.get("repo") or job.repo or ""),
                        ref=str(vm.get("ref") if vm.get("ref") is not None else job.ref or ""),
@@ -688,7 +675,7 @@ def record(conn: sqlite3.Connection, job: Job, run: JobRun) -> str:
     if run.status == "successful" and job.action == "delete" and vm.get("state") == "absent":
         message = (f"{vm.get('name')} was deleted." if _boolean(vm.get("deleted"))
                    else f"{vm.get('name')} did not exist.")
-        with transaction(conn):
+        with db.transaction(conn):
             conn.execute("DELETE FROM vms WHERE github_id = ?", (job.github_id,))
             finish(conn, job.id, "succeeded", "deleted", message, output)
         return "succeeded"
@@ -744,7 +731,7 @@ def recover(conn: sqlite3.Connection,
     VMs ``unknown``, then (if `refresh` is given) read each of those VMs again with
     ``refresh(github_id, login)`` (an error there is logged; the VM stays unknown). Returns
     the interrupted jobs."""
-    with transaction(conn):
+    with db.transaction(conn):
         rows = conn.execute(f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs "  # noqa: S608
                             "WHERE state = 'running' ORDER BY rowid").fetchall()
         jobs = [Job.from_row(row) for row in rows]
@@ -784,6 +771,14 @@ def _addresses(server) -> set[str]:
             for entry in entries if isinstance(entry, dict)}
 
 
+def _owned_by(server, login: str) -> bool:
+    """`server` exists and is `login`'s (by its metadata, when it says)."""
+    if server is None:
+        return False
+    owner = dict(getattr(server, "metadata", None) or {}).get("ssc_r2d_owner")
+    return owner is None or owner == login.lower()
+
+
 def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> str | None:
     """Read `login`'s VM from the cloud (`cloud`: an openstacksdk connection) and update its
     ``vms`` row. Gone (or not the user's): the row is deleted, returns None. There: the row
@@ -795,7 +790,7 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
     name = _launch_request().vm_name(login)
     server = cloud.compute.find_server(name, ignore_missing=True)
     metadata = dict(getattr(server, "metadata", None) or {}) if server else {}
-    if server is None or metadata.get("ssc_r2d_owner", login.lower()) != login.lower():
+    if not _owned_by(server, login):
         conn.execute("DELETE FROM vms WHERE github_id = ?", (github_id,))
         return None
     row = conn.execute("SELECT url FROM vms WHERE github_id = ?", (github_id,)).fetchone()
@@ -818,15 +813,14 @@ def reconcile_vms(conn: sqlite3.Connection, servers: Iterable, listed_at: str) -
     Returns the logins whose row changed."""
     by_name = {server.name: server for server in servers}
     changed = []
-    with transaction(conn):
+    with db.transaction(conn):
         rows = conn.execute(
             "SELECT github_id, login, state FROM vms AS v WHERE updated < ? AND NOT EXISTS "
             "(SELECT 1 FROM jobs AS j WHERE j.github_id = v.github_id "
             "AND j.state IN ('queued', 'running'))", (listed_at,)).fetchall()
         for github_id, login, state in rows:
             server = by_name.get(_launch_request().vm_name(login))
-            owner = dict(getattr(server, "metadata", None) or {}).get("ssc_r2d_owner")
-            if server is None or (owner is not None and owner != login.lower()):
+            if not _owned_by(server, login):
                 conn.execute("DELETE FROM vms WHERE github_id = ?", (github_id,))
             elif (server.status or "").upper() not in ("ACTIVE", state.upper()):
                 conn.execute("UPDATE vms SET state = ?, updated = ? WHERE github_id = ?",
