@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 VAR = ROOT / "var" / "localcloud"
 RECORD = ROOT / "var" / "test-record.jsonl"
+# The paths and the unit a user VM's launcher and the controller agree on, by their lowercase
+# names (launcher, launcher_unit, launch_settings, jupyter_env, launcher_state), read from the
+# one file that holds them.
+LAUNCHER_CONTRACT = runpy.run_path(
+    str(ROOT / "plugins" / "module_utils" / "launcher_contract.py"))["CONTRACT"]
 
 
 @dataclass

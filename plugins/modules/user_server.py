@@ -154,20 +154,25 @@ import time
 from typing import ClassVar
 
 from ansible_collections.openstack.cloud.plugins.module_utils.openstack import OpenStackModule
+from ansible_collections.ssc.repo2docker.plugins.module_utils.launcher_contract import (
+    JUPYTER_ENV,
+    LAUNCH_SETTINGS,
+    LAUNCHER_UNIT,
+)
 
 TOKEN = re.compile(r"[A-Za-z0-9]{32,128}")
 COMMIT = re.compile(r"[0-9a-f]{40}")
-LAUNCH_SETTINGS = "/etc/repo2docker-launcher/launch.json"
 # Statuses a server leaves by itself for ACTIVE: an existing server in one is waited for.
 SETTLING = frozenset({"BUILD", "REBUILD", "REBOOT", "HARD_REBOOT", "MIGRATING", "RESIZE",
                       "VERIFY_RESIZE", "REVERT_RESIZE", "PASSWORD", "UNKNOWN"})
-JUPYTER_ENV = "/etc/repo2docker-launcher/jupyter.env"
 
 
 def user_data(launch: dict, token: str) -> str:
     """cloud-config for the launcher: its settings and the token as files, then start it.
 
-    JSON is YAML: the values are written as data, whatever characters they hold."""
+    The paths and the unit are the launcher contract's (module_utils/launcher_contract.py),
+    which the image's unit was written from. JSON is YAML: the values are written as data,
+    whatever characters they hold."""
     settings = {"repo": launch["repo"], "commit": launch["commit"], "port": launch["port"]}
     config = {
         "write_files": [
@@ -176,8 +181,8 @@ def user_data(launch: dict, token: str) -> str:
             {"path": JUPYTER_ENV, "permissions": "0600", "owner": "root:root",
              "content": f"JUPYTER_TOKEN={token}\n"},
         ],
-        "runcmd": [["systemctl", "enable", "repo2docker-launcher.service"],
-                   ["systemctl", "start", "--no-block", "repo2docker-launcher.service"]],
+        "runcmd": [["systemctl", "enable", LAUNCHER_UNIT],
+                   ["systemctl", "start", "--no-block", LAUNCHER_UNIT]],
     }
     return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
 

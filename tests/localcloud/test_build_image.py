@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import BIN, ROOT, new_key, ssh
+from tests.helpers import BIN, LAUNCHER_CONTRACT, ROOT, new_key, ssh
 
 pytestmark = pytest.mark.cloud
 PLAYBOOK = ROOT / "playbooks" / "build_image.yml"
@@ -79,12 +79,12 @@ def test_a_server_from_the_image_has_the_prebuilt_repository(cloud, built, tmp_p
                                 wait=True, timeout=600)
     try:
         address = server.addresses["private"][0]["addr"]
-        assert ssh(address, key, f"repo2docker-launcher image-name {url} {commit}").strip() \
-            == expected
+        program, unit = LAUNCHER_CONTRACT["launcher"], LAUNCHER_CONTRACT["launcher_unit"]
+        assert ssh(address, key, f"{program} image-name {url} {commit}").strip() == expected
         tags = ssh(address, key, "sudo docker image ls --format '{{.Repository}}:{{.Tag}}'")
         assert expected in tags.split()
-        assert ssh(address, key, "systemctl is-enabled repo2docker-launcher.service",
-                   check=False).strip() == "disabled"
+        assert ssh(address, key, f"systemctl is-enabled {unit}", check=False).strip() \
+            == "disabled"
         assert ssh(address, key, "cloud-init status --wait").strip().endswith("done")
     finally:
         conn.delete_server(server.id, wait=True, timeout=300)

@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.helpers import BIN, ROOT, new_key, process_tree, ssh
+from tests.helpers import BIN, LAUNCHER_CONTRACT, ROOT, new_key, process_tree, ssh
 
 pytestmark = pytest.mark.cloud
 SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
@@ -75,9 +75,10 @@ def test_launch_of_a_prebuilt_repository_is_a_cache_hit(cloud, prebuilt_image, t
                             headers={"Authorization": f"token {token}"}).status_code == 200
         assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
         state = json.loads(ssh(result["ip"], key,
-                               "sudo cat /var/lib/repo2docker-launcher/state.json"))
+                               f"sudo cat {LAUNCHER_CONTRACT['launcher_state']}"))
         assert (state["phase"], state["cache_hit"]) == ("ready", True)
-        journal = ssh(result["ip"], key, "sudo journalctl -u repo2docker-launcher -o cat")
+        journal = ssh(result["ip"], key,
+                      f"sudo journalctl -u {LAUNCHER_CONTRACT['launcher_unit']} -o cat")
         assert "Step 1/" not in journal and "Building" not in journal  # nothing was built
 
         code, report, _ = vm(cloud, "-e", "user=Ada-Lovelace", "-e", f"repo={SAMPLE}")
