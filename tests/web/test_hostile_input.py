@@ -5,10 +5,13 @@ import html
 import inspect
 
 import pytest
+from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
+    LaunchRequestError,
+    check,
+)
 
 import web.app
 from tests.web.conftest import SAMPLE, forms
-from web.validation import LaunchRequestError, check
 
 HOSTILE_REPOS = {
     "template expression": "https://github.com/{{ lookup('pipe', 'id') }}/x",
