@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from web import jobs  # noqa: E402
+from web import procs  # noqa: E402
 from web.localsite import LocalSite, SiteUser  # noqa: E402
 
 CONNECTIONS = 50
@@ -93,7 +93,7 @@ class MemoryWatch(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(0.25):
-            pids = jobs.with_descendants(self.roots)
+            pids = procs.with_descendants(self.roots)
             total = sum(self.rss(pid) for pid in pids)
             if total > self.peak:
                 self.peak, self.peak_processes = total, len(pids)

@@ -60,9 +60,14 @@ install_venv() {
 
 link_collection() {
     # ansible.cfg looks in var/collections: make this checkout the ssc.repo2docker collection.
-    local dir=var/collections/ansible_collections/ssc
+    local dir=var/collections/ansible_collections/ssc site_packages
     mkdir -p "$dir"
     [ -L "$dir/repo2docker" ] || ln -sfn ../../../.. "$dir/repo2docker"
+    # and the venv's Python too: the web app imports the shared input rules as
+    # ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request (the namespace
+    # package ansible_collections merges with the one the ansible package bundles)
+    site_packages="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    echo "$PWD/var/collections" >"$site_packages/ssc_repo2docker_collection.pth"
 }
 
 # Debian's own python3 needs python3-venv for `python3 -m venv`

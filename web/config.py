@@ -1,5 +1,7 @@
-"""Settings of the web trigger: a TOML file for everything but secrets, the environment for
-secrets. deploy/ssc-web.example.toml is the annotated example.
+"""Settings of the web trigger and its job runner (:class:`Config`): a TOML file for everything
+but secrets and the repository hosts, the environment for secrets, the site's inventory for
+the repository hosts (:mod:`web.inventory`: the playbooks read the same values there).
+deploy/ssc-web.example.toml is the annotated example of the file.
 
 Secrets (environment only; never in the file, the repository, logs or process lists):
 
@@ -19,11 +21,13 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from web.validation import LaunchRequestError, check
+from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request
+
+from web import inventory
 
 GITHUB_COM = {
     "authorize_url": "https://github.com/login/oauth/authorize",
@@ -49,45 +53,61 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    """All settings. Constructed by :func:`load`; tests may build one directly."""
+    """All settings of the app and the job runner, each under one name with its default here.
 
-    # --- the site
+    A setting's name is its key in the TOML file (``[jobs] max_concurrent`` is
+    ``max_concurrent``), prefixed with ``github_`` in ``[github]`` (``[github] client_id`` is
+    ``github_client_id``). Secrets come from the environment, the repository hosts from the
+    inventory (:mod:`web.inventory`); the last few settings are not in the file. Constructed
+    by :func:`load`; tests build one with ``dataclasses.replace(Config(), ...)``. Relative
+    paths are below the checkout for the job runner (:func:`load` makes them absolute).
+    """
+
+    # --- [site]
     base_url: str = "http://127.0.0.1:8080"  # scheme://host[:port], no path
     database: Path = Path("var/web/ssc-web.sqlite3")
     default_repo: str = ""  # prefilled in the start form
     session_hours: float = 12.0
-    # --- the WSGI server (ssc-web serve)
+    # --- [server]: the WSGI server (ssc-web serve)
     host: str = "127.0.0.1"
     port: int = 8080
     threads: int = 8
-    # --- GitHub (github.com, GitHub Enterprise or the local stand-in)
+    # --- [github]: github.com, GitHub Enterprise or the local stand-in
     github_client_id: str = ""
-    github_client_secret: str = field(default="", repr=False)
     github_authorize_url: str = GITHUB_COM["authorize_url"]
     github_token_url: str = GITHUB_COM["token_url"]
     github_api_url: str = GITHUB_COM["api_url"]
-    github_timeout: float = 10.0
-    # --- who may start VMs (nobody by default; the blocked list wins)
-    registration_secret: str = field(default="", repr=False)
+    github_timeout: float = 10.0  # seconds
+    # --- [access]: who may start VMs (nobody by default; the blocked list wins)
     allowed_logins: tuple[str, ...] = ()
     allowed_orgs: tuple[str, ...] = ()  # "org" or "org:team" (team slug)
     blocked_logins: tuple[str, ...] = ()
-    # --- what repositories may be asked for (as roles/user_vm's user_vm_allowed_hosts and
-    # user_vm_allow_http_hosts)
-    allowed_hosts: tuple[str, ...] = ("github.com", "gitlab.com", "codeberg.org")
-    allow_http_hosts: tuple[str, ...] = ()
-    # --- jobs (ssc-web worker)
-    max_concurrent_jobs: int = 4
+    # --- [jobs]: the job runner (ssc-web worker)
+    max_concurrent: int = 4  # playbook runs at once, all users
     job_timeout: int = 3600  # seconds a playbook run may take (a cache miss builds first)
     grace_period: int = 30  # seconds running jobs get to finish when the runner stops
     private_data_root: Path = Path("var/web/jobs")  # one private_data_dir per job below it
     playbook_dir: Path = Path("playbooks")
-    inventory: str = "inventory/localcloud"
-    job_env: Mapping[str, str] = field(default_factory=dict)  # more environment for the runs
+    inventory: Path | None = None  # the site's inventory (required in the file)
+    env: Mapping[str, str] = field(default_factory=dict)  # more environment for the runs
     pass_token_secret: bool = True
-    token_secret: str = field(default="", repr=False)  # SSC_TOKEN_SECRET, for the runs
     runner_stale_seconds: int = 60  # /healthz: the runner is dead after this long silent
     vm_refresh_interval: int = 300  # seconds between readings of the VMs from the cloud
+    # --- secrets, from the environment
+    github_client_secret: str = field(default="", repr=False)
+    registration_secret: str = field(default="", repr=False)
+    token_secret: str = field(default="", repr=False)  # SSC_TOKEN_SECRET, for the runs
+    # --- from the inventory: roles/user_vm's user_vm_allowed_hosts and
+    # user_vm_allow_http_hosts, where repositories may come from (host[:port][/prefix])
+    allowed_hosts: tuple[str, ...] = ()
+    allow_http_hosts: tuple[str, ...] = ()
+    # --- not in the file: the playbook and the job runner's pace
+    playbook: Path = Path("user_vm.yml")  # below playbook_dir (unless absolute)
+    idle_timeout: int = 1800  # seconds a run may go without output (the playbook's cloud
+    # waits print nothing for up to user_vm_cloud_timeout, 900 s)
+    output_lines: int = 200  # lines of output kept per job
+    poll_interval: float = 1.0  # seconds between looks for queued jobs
+    heartbeat_interval: float = 5.0  # seconds between the runner's heartbeats
 
     @property
     def secure_cookies(self) -> bool:
@@ -122,7 +142,8 @@ class Config:
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
     """The configuration in the TOML file `path`, with the secrets from `environ`
-    (os.environ by default). Raises ConfigError with a clear message."""
+    (os.environ by default) and the repository hosts from the inventory it names. Raises
+    ConfigError with a clear message."""
     environ = os.environ if environ is None else environ
     path = Path(path)
     try:
@@ -139,66 +160,80 @@ SECTIONS = {
     "server": {"host", "port", "threads"},
     "github": {"client_id", "authorize_url", "token_url", "api_url", "timeout"},
     "access": {"allowed_logins", "allowed_orgs", "blocked_logins"},
-    "repos": {"allowed_hosts", "allow_http_hosts"},
-    "jobs": {"max_concurrent", "timeout", "grace_period", "private_data_root", "playbook_dir",
-             "inventory", "env", "pass_token_secret", "runner_stale_seconds",
+    "jobs": {"max_concurrent", "job_timeout", "grace_period", "private_data_root",
+             "playbook_dir", "inventory", "env", "pass_token_secret", "runner_stale_seconds",
              "vm_refresh_interval"},
+}
+# What an older file may still hold, and where it went.
+MOVED = {
+    ("repos", None): "the repository hosts are the inventory's: set user_vm_allowed_hosts "
+                     "and user_vm_allow_http_hosts there ([jobs] inventory), and remove [repos]",
+    ("jobs", "timeout"): "[jobs] timeout is now [jobs] job_timeout",
 }
 
 
 def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None = None,
               source: str = "the configuration") -> Config:
-    """A Config from parsed TOML and the environment; see :func:`load`. Relative paths are
-    relative to `base_dir` (the current directory by default)."""
+    """A Config from parsed TOML, the environment and the inventory; see :func:`load`.
+    Relative paths are relative to `base_dir` (the current directory by default)."""
     base_dir = Path.cwd() if base_dir is None else base_dir
+    _check_names(data, source)
+    read = _Reader(data, source, base_dir)
+    default = Config()
+    config = Config(
+        base_url=read.text("site", "base_url", default.base_url).rstrip("/"),
+        database=read.path("site", "database", default.database),
+        default_repo=read.text("site", "default_repo", default.default_repo),
+        session_hours=read.number("site", "session_hours", default.session_hours, 0.1, 24 * 30),
+        host=read.text("server", "host", default.host),
+        port=int(read.number("server", "port", default.port, 1, 65535)),
+        threads=int(read.number("server", "threads", default.threads, 1, 256)),
+        github_client_id=read.text("github", "client_id", default.github_client_id),
+        github_authorize_url=read.text("github", "authorize_url",
+                                       default.github_authorize_url),
+        github_token_url=read.text("github", "token_url", default.github_token_url),
+        github_api_url=read.text("github", "api_url", default.github_api_url).rstrip("/"),
+        github_timeout=read.number("github", "timeout", default.github_timeout, 1, 120),
+        allowed_logins=read.strings("access", "allowed_logins"),
+        allowed_orgs=read.strings("access", "allowed_orgs"),
+        blocked_logins=read.strings("access", "blocked_logins"),
+        max_concurrent=int(read.number("jobs", "max_concurrent", default.max_concurrent,
+                                       1, 1000)),
+        job_timeout=int(read.number("jobs", "job_timeout", default.job_timeout, 60, 86400)),
+        grace_period=int(read.number("jobs", "grace_period", default.grace_period, 0, 3600)),
+        private_data_root=read.path("jobs", "private_data_root", default.private_data_root),
+        playbook_dir=read.path("jobs", "playbook_dir", default.playbook_dir),
+        inventory=read.path("jobs", "inventory", None),
+        env=read.table("jobs", "env"),
+        pass_token_secret=read.flag("jobs", "pass_token_secret", default.pass_token_secret),
+        runner_stale_seconds=int(read.number("jobs", "runner_stale_seconds",
+                                             default.runner_stale_seconds, 5, 86400)),
+        vm_refresh_interval=int(read.number("jobs", "vm_refresh_interval",
+                                            default.vm_refresh_interval, 0, 86400)),
+        github_client_secret=environ.get("SSC_WEB_GITHUB_CLIENT_SECRET", ""),
+        registration_secret=environ.get("SSC_WEB_REGISTRATION_SECRET", ""),
+        token_secret=environ.get("SSC_TOKEN_SECRET", ""),
+    )
+    return with_repository_hosts(validate(config))
+
+
+def _check_names(data: Mapping, source: str) -> None:
+    """ConfigError for an unknown (or moved) section or setting."""
     for section, value in data.items():
+        if (section, None) in MOVED:
+            raise ConfigError(f"{source}: [{section}]: {MOVED[section, None]}")
         if section not in SECTIONS:
             raise ConfigError(f"{source}: unknown section [{section}] "
                               f"(known: {', '.join(SECTIONS)})")
         if not isinstance(value, Mapping):
             raise ConfigError(f"{source}: {section} must be a table [{section}]")
+        for key in value:
+            if (section, key) in MOVED:
+                raise ConfigError(f"{source}: {MOVED[section, key]}")
         unknown = set(value) - SECTIONS[section]
         if unknown:
             raise ConfigError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))} in "
                               f"[{section}] (known: {', '.join(sorted(SECTIONS[section]))})")
-    read = _Reader(data, source, base_dir)
-    defaults = Config()
-    config = Config(
-        base_url=read.text("site", "base_url", defaults.base_url).rstrip("/"),
-        database=read.path("site", "database", defaults.database),
-        default_repo=read.text("site", "default_repo", ""),
-        session_hours=read.number("site", "session_hours", defaults.session_hours, 0.1, 24 * 30),
-        host=read.text("server", "host", defaults.host),
-        port=int(read.number("server", "port", defaults.port, 1, 65535)),
-        threads=int(read.number("server", "threads", defaults.threads, 1, 256)),
-        github_client_id=read.text("github", "client_id", ""),
-        github_client_secret=environ.get("SSC_WEB_GITHUB_CLIENT_SECRET", ""),
-        github_authorize_url=read.text("github", "authorize_url", GITHUB_COM["authorize_url"]),
-        github_token_url=read.text("github", "token_url", GITHUB_COM["token_url"]),
-        github_api_url=read.text("github", "api_url", GITHUB_COM["api_url"]).rstrip("/"),
-        github_timeout=read.number("github", "timeout", defaults.github_timeout, 1, 120),
-        registration_secret=environ.get("SSC_WEB_REGISTRATION_SECRET", ""),
-        allowed_logins=read.strings("access", "allowed_logins"),
-        allowed_orgs=read.strings("access", "allowed_orgs"),
-        blocked_logins=read.strings("access", "blocked_logins"),
-        allowed_hosts=read.strings("repos", "allowed_hosts", defaults.allowed_hosts),
-        allow_http_hosts=read.strings("repos", "allow_http_hosts"),
-        max_concurrent_jobs=int(read.number("jobs", "max_concurrent",
-                                            defaults.max_concurrent_jobs, 1, 1000)),
-        job_timeout=int(read.number("jobs", "timeout", defaults.job_timeout, 60, 86400)),
-        grace_period=int(read.number("jobs", "grace_period", defaults.grace_period, 0, 3600)),
-        private_data_root=read.path("jobs", "private_data_root", defaults.private_data_root),
-        playbook_dir=read.path("jobs", "playbook_dir", defaults.playbook_dir),
-        inventory=str(read.path("jobs", "inventory", Path(defaults.inventory))),
-        job_env=read.table("jobs", "env"),
-        pass_token_secret=read.flag("jobs", "pass_token_secret", True),
-        token_secret=environ.get("SSC_TOKEN_SECRET", ""),
-        runner_stale_seconds=int(read.number("jobs", "runner_stale_seconds",
-                                             defaults.runner_stale_seconds, 5, 86400)),
-        vm_refresh_interval=int(read.number("jobs", "vm_refresh_interval",
-                                            defaults.vm_refresh_interval, 0, 86400)),
-    )
-    return validate(config)
 
 
 class _Reader:
@@ -236,8 +271,11 @@ class _Reader:
             self._fail(section, key, "a list of strings")
         return tuple(value)
 
-    def path(self, section: str, key: str, default: Path) -> Path:
-        value = Path(self.text(section, key, str(default)))
+    def path(self, section: str, key: str, default: Path | None) -> Path | None:
+        text = self.text(section, key, "" if default is None else str(default))
+        if not text:
+            return None
+        value = Path(text)
         return value if value.is_absolute() else self.base_dir / value
 
     def table(self, section: str, key: str) -> dict[str, str]:
@@ -279,17 +317,36 @@ def validate(config: Config) -> Config:
         org, _, team = entry.partition(":")
         if len(org) > 39 or not _LOGIN.fullmatch(org) or (":" in entry and not team.strip()):
             raise ConfigError(f"[access] allowed_orgs: {entry!r} is not 'org' or 'org:team'")
+    if config.inventory is None:
+        raise ConfigError("[jobs] inventory is missing: the site's inventory directory, "
+                          "which the playbooks run with (copy inventory/example)")
+    return config
+
+
+def with_repository_hosts(config: Config) -> Config:
+    """`config` with ``allowed_hosts`` and ``allow_http_hosts`` as its inventory gives them
+    to the playbooks (:func:`web.inventory.repository_hosts`), checked: ConfigError when the
+    inventory cannot be read, an entry is not ``host[:port][/prefix]``, no host is allowed,
+    or ``default_repo`` is not on an allowed host."""
     try:
-        check("checked", "https://github.com/a/b", None, config.allowed_hosts,
-              config.allow_http_hosts)
-    except LaunchRequestError:
-        pass  # github.com need not be allowed; the host entries themselves were fine
-    except ValueError as error:
-        raise ConfigError(f"[repos]: {error}") from None
+        allowed, http = inventory.repository_hosts(config.inventory)
+    except inventory.InventoryError as error:
+        raise ConfigError(f"[jobs] inventory: {error}") from None
+    config = replace(config, allowed_hosts=allowed, allow_http_hosts=http)
+    where = f"the inventory {config.inventory}"
+    if not allowed:
+        raise ConfigError(f"{where}: {inventory.ALLOWED_HOSTS} is empty: no repository "
+                          "could be started")
+    for name, entries in ((inventory.ALLOWED_HOSTS, allowed),
+                          (inventory.ALLOW_HTTP_HOSTS, http)):
+        for entry in entries:
+            try:
+                launch_request.AllowedHost(entry)
+            except ValueError as error:
+                raise ConfigError(f"{where}: {name}: {error}") from None
     if config.default_repo:
         try:
-            check("checked", config.default_repo, None, config.allowed_hosts,
-                  config.allow_http_hosts)
+            launch_request.check_repo(config.default_repo, allowed, http)
         except ValueError as error:
             raise ConfigError(f"[site] default_repo: {error}") from None
     return config

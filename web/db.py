@@ -29,11 +29,27 @@ SCHEMA_VERSION = 1
 ACTIONS = ("start", "delete")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running")
-PHASES = ("queued", "creating", "booting", "building", "starting", "ready", "deleting",
-          "deleted", "failed")
+# A job's phases, in the order a job of each action goes through them: its phase only moves
+# forward, and "failed" may end either. The jobs table's CHECK, the job runner's progress
+# (web/events.py) and the job page all take them from here.
+START_PHASES = ("queued", "creating", "booting", "building", "starting", "ready")
+DELETE_PHASES = ("queued", "deleting", "deleted")
+PHASES = tuple(dict.fromkeys((*START_PHASES, *DELETE_PHASES, "failed")))
 RUNNER = "runner"  # the heartbeat name of the job runner
 
-SCHEMA = """
+
+def phases_of(action: str) -> tuple[str, ...]:
+    """The phases a job of `action` (``start`` or ``delete``) goes through, in order."""
+    return DELETE_PHASES if action == "delete" else START_PHASES
+
+
+def _sql_list(values: tuple[str, ...]) -> str:
+    """`values` as an SQL list of string literals: ``('a', 'b')`` (they hold no quote)."""
+    assert not any("'" in value for value in values)
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS users (
     github_id INTEGER PRIMARY KEY,
     login TEXT NOT NULL,
@@ -57,14 +73,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     github_id INTEGER NOT NULL,
     login TEXT NOT NULL,
-    action TEXT NOT NULL CHECK (action IN ('start', 'delete')),
+    action TEXT NOT NULL CHECK (action IN {_sql_list(ACTIONS)}),
     repo TEXT DEFAULT '',
     ref TEXT DEFAULT '',
     state TEXT NOT NULL DEFAULT 'queued'
-        CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'interrupted')),
-    phase TEXT NOT NULL DEFAULT 'queued'
-        CHECK (phase IN ('queued', 'creating', 'booting', 'building', 'starting', 'ready',
-                         'deleting', 'deleted', 'failed')),
+        CHECK (state IN {_sql_list(JOB_STATES)}),
+    phase TEXT NOT NULL DEFAULT 'queued' CHECK (phase IN {_sql_list(PHASES)}),
     message TEXT DEFAULT '',
     output TEXT DEFAULT '',
     created TEXT NOT NULL,
@@ -72,7 +86,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_active_per_user
-    ON jobs(github_id) WHERE state IN ('queued', 'running');
+    ON jobs(github_id) WHERE state IN {_sql_list(ACTIVE_STATES)};
 CREATE INDEX IF NOT EXISTS jobs_of_user ON jobs(github_id, created);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
 CREATE TABLE IF NOT EXISTS vms (
@@ -226,9 +240,8 @@ def jobs_of(conn: sqlite3.Connection, github_id: int, limit: int = 20) -> list[s
 
 def current_job(conn: sqlite3.Connection, github_id: int) -> sqlite3.Row | None:
     """The user's queued or running job, or None."""
-    return conn.execute(
-        "SELECT * FROM jobs WHERE github_id = ? AND state IN ('queued', 'running')",
-        (github_id,)).fetchone()
+    return conn.execute(f"SELECT * FROM jobs WHERE github_id = ? "  # noqa: S608
+                        f"AND state IN {_sql_list(ACTIVE_STATES)}", (github_id,)).fetchone()
 
 
 # --- VMs -----------------------------------------------------------------------------------
@@ -249,6 +262,28 @@ def save_vm(conn: sqlite3.Connection, github_id: int, login: str, *, name: str =
         "ref = excluded.ref, url = excluded.url, state = excluded.state, "
         "updated = excluded.updated",
         (github_id, login, name, repo, ref, url, state, now()))
+
+
+def delete_vm(conn: sqlite3.Connection, github_id: int) -> None:
+    """Forget the user's VM (deleted, or gone from the cloud)."""
+    conn.execute("DELETE FROM vms WHERE github_id = ?", (github_id,))
+
+
+def set_vm_state(conn: sqlite3.Connection, github_id: int, state: str) -> None:
+    """Change only the state of the user's VM (``unknown`` after an interrupted job, the
+    cloud's status in lower case after a reading of the cloud)."""
+    conn.execute("UPDATE vms SET state = ?, updated = ? WHERE github_id = ?",
+                 (state, now(), github_id))
+
+
+def vms_left_to_the_cloud(conn: sqlite3.Connection, before: str) -> list[sqlite3.Row]:
+    """``(github_id, login, state)`` of the VM rows written before `before` (a stored
+    timestamp) whose users have no queued or running job: the rows a reading of the cloud
+    may correct (the others are the jobs' to write)."""
+    return conn.execute(
+        "SELECT github_id, login, state FROM vms AS v WHERE updated < ? "  # noqa: S608
+        "AND NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.github_id = v.github_id "
+        f"AND j.state IN {_sql_list(ACTIVE_STATES)})", (before,)).fetchall()
 
 
 # --- heartbeat -----------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-DEFAULT_ALLOWED_HOSTS = ("github.com", "gitlab.com", "codeberg.org")
 VM_NAME_PREFIX = "ssc-r2d-"
 
 MAX_USER = 39
@@ -142,12 +141,13 @@ def _split_name(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def check_repo(url: str, allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+def check_repo(url: str, allowed_hosts: Sequence[str],
                allow_http_hosts: Sequence[str] = ()) -> str:
     """The repository URL `url`, checked and rebuilt from its parts.
 
     Accepted: ``https://<host>[:port][/prefix]/<owner>/<name>[.git]`` where
-    ``host[:port][/prefix]`` is an entry of `allowed_hosts` (host compared case-insensitively,
+    ``host[:port][/prefix]`` is an entry of `allowed_hosts` (the site's, as roles/user_vm's
+    ``user_vm_allowed_hosts`` gives them; host compared case-insensitively,
     exactly: no sub-domains; a port only when the entry has that port; the entry's prefix, if
     any, must follow it exactly). ``http://`` is accepted only for a ``host[:port]`` in
     `allow_http_hosts` (a prefix written there is ignored; the host must still be in
@@ -293,8 +293,7 @@ def check_ref(ref: str | None) -> str | None:
 # --- all of it ---------------------------------------------------------------------------
 
 
-def check(user: str, repo: str, ref: str | None = None,
-          allowed_hosts: Sequence[str] = DEFAULT_ALLOWED_HOSTS,
+def check(user: str, repo: str, ref: str | None, allowed_hosts: Sequence[str],
           allow_http_hosts: Sequence[str] = ()) -> dict:
     """A whole launch request, checked in the order user, repo, ref; the first problem raises
     LaunchRequestError. Returns ``{"user", "repo" (rebuilt), "ref" (None for the default

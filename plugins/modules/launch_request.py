@@ -57,9 +57,10 @@ options:
       - The git hosts a repository may come from, each C(host[:port][/prefix]), for example
         C(github.com) or C(10.89.0.1:8770/git) (a host that serves its repositories under
         C(/git/<owner>/<name>.git)).
+      - Required with I(repo). The role C(ssc.repo2docker.user_vm) passes the site's
+        C(user_vm_allowed_hosts).
     type: list
     elements: str
-    default: [github.com, gitlab.com, codeberg.org]
   allow_http_hosts:
     description:
       - The C(host[:port]) of I(allowed_hosts) entries for which C(http://) is accepted as well
@@ -84,6 +85,7 @@ EXAMPLES = r"""
     user: "{{ user }}"
     repo: "{{ repo }}"
     ref: "{{ ref | default('') }}"
+    allowed_hosts: "{{ user_vm_allowed_hosts }}"
   register: launch
 
 - name: Show the VM the request is for
@@ -130,7 +132,6 @@ vm_name:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
-    DEFAULT_ALLOWED_HOSTS,
     check,
     check_ref,
     check_user,
@@ -144,9 +145,10 @@ def main():
             user=dict(type="str", required=True),
             repo=dict(type="str"),
             ref=dict(type="str", default=""),
-            allowed_hosts=dict(type="list", elements="str", default=list(DEFAULT_ALLOWED_HOSTS)),
+            allowed_hosts=dict(type="list", elements="str"),
             allow_http_hosts=dict(type="list", elements="str", default=[]),
         ),
+        required_by={"repo": "allowed_hosts"},
         supports_check_mode=True,
     )
     params = module.params

@@ -10,7 +10,7 @@ from openstack.compute.v2.server import Server
 
 from tests.e2e.conftest import delete_vm
 from tests.helpers import BIN, ROOT
-from web import db, jobs
+from web import db, vms
 from web.localsite import SiteUser
 
 LOGIN = "reconcile-researcher"
@@ -54,6 +54,6 @@ def test_reconciling_leaves_the_rows_jobs_are_about(tmp_path):
                       metadata={"ssc_r2d_owner": "someone-else"})]
     listed_at = db.now()
     db.save_vm(conn, 6, "new", name="ssc-r2d-new", state="ready")  # after the listing
-    assert sorted(jobs.reconcile_vms(conn, servers, listed_at)) == ["broken", "gone", "taken"]
+    assert sorted(vms.reconcile_vms(conn, servers, listed_at)) == ["broken", "gone", "taken"]
     rows = {row["login"]: row["state"] for row in conn.execute("SELECT * FROM vms")}
     assert rows == {"busy": "ready", "broken": "error", "fine": "ready", "new": "ready"}

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTIONS = ROOT / "var" / "collections"
@@ -31,7 +32,6 @@ _link_collection()
 sys.path.insert(0, str(COLLECTIONS))
 
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (  # noqa: E402
-    DEFAULT_ALLOWED_HOSTS,
     LaunchRequestError,
     check,
     check_ref,
@@ -40,7 +40,10 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
     vm_name,
 )
 
-LOCAL_HOSTS = (*DEFAULT_ALLOWED_HOSTS, "10.89.0.1:8770/git")
+# The role's default hosts (a site's, unless its inventory says otherwise).
+ROLE_HOSTS = tuple(yaml.safe_load((ROOT / "roles" / "user_vm" / "defaults" / "main.yml")
+                                  .read_text())["user_vm_allowed_hosts"])
+LOCAL_HOSTS = (*ROLE_HOSTS, "10.89.0.1:8770/git")
 LOCAL_HTTP = ("10.89.0.1:8770",)
 GOOD = {"user": "octocat", "repo": "https://github.com/binder-examples/requirements",
         "ref": "main"}
@@ -49,6 +52,8 @@ GOOD = {"user": "octocat", "repo": "https://github.com/binder-examples/requireme
 def refused(field, value, match=None, **kwargs):
     """Check `value` as `field` and return the LaunchRequestError it must raise."""
     checker = {"user": check_user, "repo": check_repo, "ref": check_ref}[field]
+    if field == "repo":
+        kwargs.setdefault("allowed_hosts", ROLE_HOSTS)
     with pytest.raises(LaunchRequestError) as caught:
         checker(value, **kwargs)
     error = caught.value
@@ -99,8 +104,7 @@ def test_vm_name_refuses_an_invalid_login():
     ("https://github.com/a/" + "b" * 100, "https://github.com/a/" + "b" * 100),
 ])
 def test_repo_accepted_and_rebuilt(url, rebuilt):
-    assert check_repo(url) == rebuilt
-    assert check_repo(url, DEFAULT_ALLOWED_HOSTS) == rebuilt
+    assert check_repo(url, ROLE_HOSTS) == rebuilt
 
 
 @pytest.mark.parametrize(("url", "rebuilt"), [
@@ -147,7 +151,7 @@ def test_no_ref_means_the_default_branch(ref):
 
 def test_check_returns_the_checked_request():
     assert check("OctoCat", "https://GitHub.com/binder-examples/requirements/", "v1",
-                 DEFAULT_ALLOWED_HOSTS) == {
+                 ROLE_HOSTS) == {
         "user": "OctoCat", "repo": "https://github.com/binder-examples/requirements",
         "ref": "v1", "vm_name": "ssc-r2d-octocat"}
     assert check("a", "http://10.89.0.1:8770/git/a/b.git", None, LOCAL_HOSTS, LOCAL_HTTP) == {
@@ -162,7 +166,7 @@ def test_check_returns_the_checked_request():
 ])
 def test_check_stops_at_the_first_problem(request_, field):
     with pytest.raises(LaunchRequestError) as caught:
-        check(**request_, allowed_hosts=DEFAULT_ALLOWED_HOSTS)
+        check(**request_, allowed_hosts=ROLE_HOSTS)
     assert caught.value.field == field
 
 
@@ -399,7 +403,7 @@ def test_bad_allowed_hosts_setting_is_an_operator_error(hosts):
 
 def test_bad_allow_http_hosts_setting_is_an_operator_error():
     with pytest.raises(ValueError) as caught:
-        check_repo("https://github.com/a/b", allow_http_hosts="10.89.0.1:8770")
+        check_repo("https://github.com/a/b", ROLE_HOSTS, allow_http_hosts="10.89.0.1:8770")
     assert not isinstance(caught.value, LaunchRequestError)
 
 

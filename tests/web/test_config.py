@@ -7,14 +7,16 @@ from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+import yaml
 
-from web import jobs
 from web.app import make_app
 from web.config import Config, ConfigError, from_dict, load
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "ssc-web.example.toml"
 SECRETS_EXAMPLE = ROOT / "deploy" / "secrets.env.example"
+SITE_INVENTORY = ROOT / "inventory" / "example"  # what an operator copies
+ROLE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "user_vm" / "defaults" / "main.yml").read_text())
 GOOD = {
     "SSC_WEB_GITHUB_CLIENT_SECRET": "9f8e7d6c5b4a39281706f5e4d3c2b1a0",
     "SSC_WEB_REGISTRATION_SECRET": "Rk3-xq9WmZ2pLb7Nv4Ty",
@@ -29,35 +31,105 @@ def example_values() -> dict[str, str]:
 
 
 def minimal(**sections) -> dict:
-    return {"github": {"client_id": "Ov23liTest"}} | sections
+    """The least a file holds (a client id, an inventory), with `sections`' settings."""
+    data = {"github": {"client_id": "Ov23liTest"}, "jobs": {"inventory": str(SITE_INVENTORY)}}
+    for section, settings in sections.items():
+        data[section] = data.get(section, {}) | settings
+    return data
+
+
+def example(**jobs) -> dict:
+    """deploy/ssc-web.example.toml, on this checkout's example inventory (the file names
+    /opt/ssc-repo2docker/inventory/mysite), with `jobs`' settings."""
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["jobs"] |= {"inventory": str(SITE_INVENTORY)} | jobs
+    return data
 
 
 def test_the_example_loads_with_real_secrets():
-    config = load(EXAMPLE, GOOD)
+    config = from_dict(example(), GOOD)
     assert config.base_url == "https://binder.example.org"
     assert config.secure_cookies
     assert config.database == Path("/var/lib/ssc-web/ssc-web.sqlite3")
-    assert config.job_env["ANSIBLE_CONFIG"] == "/opt/ssc-repo2docker/ansible.cfg"
+    assert config.env["ANSIBLE_CONFIG"] == "/opt/ssc-repo2docker/ansible.cfg"
     assert config.scopes == []
     for name, value in GOOD.items():  # secrets never show in the config's repr
         assert value not in repr(config), name
 
 
-def test_the_job_runner_reads_the_grace_period():
-    data = tomllib.loads(EXAMPLE.read_text())
-    data["jobs"]["grace_period"] = 7
-    assert jobs.setting(from_dict(data, GOOD), "grace_period") == 7
+def test_a_setting_has_the_name_of_its_key():
+    """The job runner takes the same Config: [jobs] max_concurrent is config.max_concurrent."""
+    config = from_dict(example(max_concurrent=2, job_timeout=120, grace_period=7,
+                               env={"OS_CLOUD": "mysite"}), GOOD)
+    assert (config.max_concurrent, config.job_timeout, config.grace_period) == (2, 120, 7)
+    assert config.env == {"OS_CLOUD": "mysite"}
 
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):
     path = tmp_path / "conf" / "ssc-web.toml"
-    path.parent.mkdir()
+    (path.parent / "site").mkdir(parents=True)
+    (path.parent / "site" / "hosts.yml").write_text("all:\n  hosts:\n    localhost:\n")
     path.write_text('[github]\nclient_id = "x"\n[site]\nbase_url = "http://127.0.0.1:8080"\n'
-                    'database = "db/web.sqlite3"\n[jobs]\nplaybook_dir = "../playbooks"\n')
+                    'database = "db/web.sqlite3"\n[jobs]\nplaybook_dir = "../playbooks"\n'
+                    'inventory = "site"\n')
     config = load(path, GOOD)
     assert config.database == path.parent / "db" / "web.sqlite3"
     assert config.playbook_dir == path.parent / ".." / "playbooks"
+    assert config.inventory == path.parent / "site"
     assert not config.secure_cookies
+
+
+# --- the repository hosts: the inventory's, as the playbooks see them ---------------------
+
+
+def inventory(tmp_path, group_vars: str, hosts: str = "all:\n  hosts:\n    localhost:\n"):
+    """A site inventory directory: hosts.yml and group_vars/all.yml."""
+    directory = tmp_path / "inventory"
+    (directory / "group_vars").mkdir(parents=True)
+    (directory / "hosts.yml").write_text(hosts)
+    (directory / "group_vars" / "all.yml").write_text(group_vars)
+    return directory
+
+
+def test_the_repository_hosts_are_the_inventorys(tmp_path):
+    site = inventory(tmp_path, (
+        "git_host: git.example.org\n"
+        "user_vm_allowed_hosts: [github.com, \"{{ git_host }}/git\"]\n"
+        "user_vm_allow_http_hosts: [\"{{ git_host }}\"]\n"))
+    config = from_dict(minimal(jobs={"inventory": str(site)},
+                               site={"default_repo": "http://git.example.org/git/a/b"}), GOOD)
+    assert config.allowed_hosts == ("github.com", "git.example.org/git")
+    assert config.allow_http_hosts == ("git.example.org",)
+    assert all(type(host) is str for host in config.allowed_hosts + config.allow_http_hosts)
+
+
+def test_without_them_the_roles_defaults_apply():
+    config = from_dict(minimal(), GOOD)  # inventory/example says nothing of them
+    assert list(config.allowed_hosts) == ROLE_DEFAULTS["user_vm_allowed_hosts"]
+    assert list(config.allow_http_hosts) == ROLE_DEFAULTS["user_vm_allow_http_hosts"]
+
+
+@pytest.mark.parametrize("group_vars, message", [
+    ("user_vm_allowed_hosts: [https://github.com]\n", "is not host"),
+    ("user_vm_allowed_hosts: []\n", "user_vm_allowed_hosts is empty"),
+    ("user_vm_allowed_hosts: github.com\n", "must be a list"),
+    ("user_vm_allow_http_hosts: [git@host]\n", "user_vm_allow_http_hosts"),
+    ("user_vm_allowed_hosts: \"{{ undefined_name }}\"\n", "undefined_name"),
+])
+def test_unusable_hosts_in_the_inventory_are_refused_clearly(tmp_path, group_vars, message):
+    site = inventory(tmp_path, group_vars)
+    with pytest.raises(ConfigError, match=message):
+        from_dict(minimal(jobs={"inventory": str(site)}), GOOD)
+
+
+def test_an_unreadable_inventory_is_refused_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="inventory is missing"):
+        from_dict({"github": {"client_id": "x"}}, GOOD)
+    with pytest.raises(ConfigError, match="does not exist"):
+        from_dict(minimal(jobs={"inventory": str(tmp_path / "none")}), GOOD)
+    (tmp_path / "hosts.yml").write_text("- a list, not a mapping\n")
+    with pytest.raises(ConfigError, match="could not be parsed as an inventory"):
+        from_dict(minimal(jobs={"inventory": str(tmp_path / "hosts.yml")}), GOOD)
 
 
 @pytest.mark.parametrize("name", list(GOOD))
@@ -120,8 +192,8 @@ def test_secrets_must_differ():
     ({"access": {"allowed_orgs": ["not an org"]}}, "is not 'org' or 'org:team'"),
     ({"access": {"allowed_logins": ["-bad-"]}}, "is not a GitHub login"),
     ({"access": {"blocked_logins": "alice"}}, "must be a list of strings"),
-    ({"repos": {"allowed_hosts": ["https://github.com"]}}, "not host"),
-    ({"repos": {"allowed_hosts": []}}, "allowed_hosts is empty"),
+    ({"repos": {"allowed_hosts": ["github.com"]}}, "user_vm_allowed_hosts"),
+    ({"jobs": {"timeout": 600}}, "job_timeout"),
     ({"site": {"default_repo": "https://evil.example/a/b"}}, "default_repo"),
     ({"server": {"threads": 0}}, "threads must be a number"),
     ({"jobs": {"env": {"X": 1}}}, "a table of strings"),
@@ -131,7 +203,7 @@ def test_secrets_must_differ():
     ({"site": {"base_ulr": "x"}}, "unknown setting"),
 ])
 def test_bad_settings_are_refused_clearly(sections, message):
-    data = minimal() | sections
+    data = minimal(**sections)
     if "github" in sections and "client_id" not in sections["github"]:
         data["github"] = sections["github"]
     with pytest.raises(ConfigError, match=message):
@@ -170,8 +242,7 @@ def test_an_https_site_sets_a_secure_host_only_cookie(tmp_path):
 
 
 def test_the_example_is_valid_toml_with_known_settings():
-    data = tomllib.loads(EXAMPLE.read_text())
-    from_dict(data, GOOD)  # no unknown section or setting
+    from_dict(example(), GOOD)  # no unknown section or setting
 
 
 def test_ssc_web_refuses_to_start_without_secrets(tmp_path):

@@ -85,6 +85,16 @@ def test_the_schema_refuses_what_is_not_a_job(conn):
                      "VALUES ('x', 1, 'alice', 'reboot', '')")
 
 
+def test_the_schema_takes_the_phases_from_their_one_list(conn):
+    """db.PHASES (the CHECK's) is every phase of a start and of a delete, and "failed"."""
+    assert set(db.PHASES) == {*db.START_PHASES, *db.DELETE_PHASES, "failed"}
+    assert db.phases_of("start") == db.START_PHASES
+    assert db.phases_of("delete") == db.DELETE_PHASES
+    job_id = db.enqueue_job(conn, 1, "alice", "start", "https://github.com/a/b")
+    for phase in db.PHASES:
+        conn.execute("UPDATE jobs SET phase = ? WHERE id = ?", (phase, job_id))
+
+
 def test_one_active_job_per_user_under_concurrency(tmp_path):
     path = tmp_path / "race.sqlite3"
     with closing(db.connect(path)) as conn:

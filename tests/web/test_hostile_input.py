@@ -3,12 +3,16 @@ no job row. The app imports the rules the playbook uses; it has no copy of its o
 
 import html
 import inspect
+from pathlib import Path
 
 import pytest
+from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
+    LaunchRequestError,
+    check,
+)
 
 import web.app
 from tests.web.conftest import SAMPLE, forms
-from web.validation import LaunchRequestError, check
 
 HOSTILE_REPOS = {
     "template expression": "https://github.com/{{ lookup('pipe', 'id') }}/x",
@@ -146,3 +150,18 @@ def test_the_app_uses_the_shared_rules():
         "ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request")
     assert web.app.check is check
     assert "re.compile" not in inspect.getsource(web.app)
+
+
+def test_the_rules_are_imported_as_a_package():
+    """scripts/setup.sh writes a .pth that puts var/collections on the venv's path: the
+    namespace package ansible_collections then holds this collection beside those the
+    ansible package bundles, and nothing edits sys.path at import time."""
+    import ansible_collections
+    import ansible_collections.openstack.cloud  # bundled
+
+    root = Path(__file__).resolve().parents[2]
+    portions = [Path(path) for path in ansible_collections.__path__]
+    assert root / "var" / "collections" / "ansible_collections" in portions
+    assert any(path.parent.name == "site-packages" for path in portions)
+    for source in [*root.glob("web/*.py"), *root.glob("plugins/**/*.py")]:
+        assert "sys.path" not in source.read_text(), source

@@ -1,5 +1,6 @@
-"""The job runner (web/jobs.py): the queue, the extra vars file, real ansible-runner runs of the
-small playbooks in tests/web/playbooks (localhost, no cloud), restart safety and shutdown."""
+"""The job runner (web/jobs.py and its parts: jobqueue, playbook, events, vms): the queue, the
+extra vars file, real ansible-runner runs of the small playbooks in tests/web/playbooks
+(localhost, no cloud), restart safety and shutdown."""
 
 import os
 import sqlite3
@@ -8,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +19,9 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 
 from tests.helpers import process_tree as run_tree
-from web import db, jobs
+from web import db, jobqueue, jobs, playbook, vms
+from web.config import Config
+from web.events import CACHE_TASK, TASK_PHASES, JobRun
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -62,22 +66,18 @@ def conn(database):
     connection.close()
 
 
+def runner_config(private_data_root: Path, playbook: str = "vm.yml") -> Config:
+    """Settings for the test playbooks: localhost only, quick polls."""
+    return replace(Config(), playbook_dir=PLAYBOOKS, playbook=Path(playbook),
+                   inventory=PLAYBOOKS / "hosts.yml", private_data_root=private_data_root,
+                   token_secret=TOKEN_SECRET, allowed_hosts=("github.com",), job_timeout=300,
+                   idle_timeout=120, max_concurrent=4, poll_interval=0.1,
+                   heartbeat_interval=0.1, grace_period=1)
+
+
 @pytest.fixture
-def config(tmp_path):
-    return SimpleNamespace(
-        repo_root=ROOT,
-        playbook=PLAYBOOKS / "vm.yml",
-        inventory=PLAYBOOKS / "hosts.yml",
-        private_data_root=tmp_path / "jobs",
-        token_secret=TOKEN_SECRET,
-        allowed_hosts=("github.com",),
-        job_timeout=300,
-        idle_timeout=120,
-        max_running=4,
-        poll_interval=0.1,
-        heartbeat_interval=0.1,
-        grace_period=0.5,
-    )
+def config(tmp_path) -> Config:
+    return runner_config(tmp_path / "jobs")
 
 
 def state_of(conn, job_id: str) -> sqlite3.Row:
@@ -99,19 +99,19 @@ def finish(conn, job_id: str, state: str = "succeeded") -> None:
 def test_claim_takes_the_oldest_queued_job(conn):
     first = enqueue(conn, 1, "alice")
     second = enqueue(conn, 2, "bob", "delete")
-    claimed = jobs.claim_next(conn, 4)
+    claimed = jobqueue.claim_next(conn, 4)
     assert claimed.id == first
     assert (claimed.state, claimed.phase, claimed.login) == ("running", "creating", "alice")
     row = state_of(conn, first)
     assert row["state"] == "running" and row["started"]
-    claimed = jobs.claim_next(conn, 4)
+    claimed = jobqueue.claim_next(conn, 4)
     assert (claimed.id, claimed.phase) == (second, "deleting")
-    assert jobs.claim_next(conn, 4) is None
+    assert jobqueue.claim_next(conn, 4) is None
 
 
 def test_one_job_at_a_time_per_user(conn):
     first = enqueue(conn, 1, "alice")
-    assert jobs.claim_next(conn, 4).id == first
+    assert jobqueue.claim_next(conn, 4).id == first
     # The database refuses a second active job of the same user ...
     with pytest.raises(db.JobConflict):
         enqueue(conn, 1, "alice", "delete")
@@ -119,20 +119,20 @@ def test_one_job_at_a_time_per_user(conn):
     conn.execute("DROP INDEX jobs_one_active_per_user")
     second = enqueue(conn, 1, "alice", "delete")
     other = enqueue(conn, 2, "bob")
-    assert jobs.claim_next(conn, 4).id == other
-    assert jobs.claim_next(conn, 4) is None
+    assert jobqueue.claim_next(conn, 4).id == other
+    assert jobqueue.claim_next(conn, 4) is None
     assert state_of(conn, second)["state"] == "queued"
     finish(conn, first)
-    assert jobs.claim_next(conn, 4).id == second
+    assert jobqueue.claim_next(conn, 4).id == second
 
 
 def test_global_limit_queues_the_rest_in_order(conn):
     ids = [enqueue(conn, n, f"user{n}") for n in range(1, 6)]
-    assert [jobs.claim_next(conn, 2).id for _ in range(2)] == ids[:2]
-    assert jobs.claim_next(conn, 2) is None
+    assert [jobqueue.claim_next(conn, 2).id for _ in range(2)] == ids[:2]
+    assert jobqueue.claim_next(conn, 2) is None
     finish(conn, ids[1], "failed")
-    assert jobs.claim_next(conn, 2).id == ids[2]
-    assert jobs.claim_next(conn, 2) is None
+    assert jobqueue.claim_next(conn, 2).id == ids[2]
+    assert jobqueue.claim_next(conn, 2) is None
     assert [state_of(conn, i)["state"] for i in ids] == [
         "running", "failed", "running", "queued", "queued"]
 
@@ -146,7 +146,7 @@ def test_concurrent_claimers_never_take_a_job_twice(database):
 
     def claimer():
         own = database()
-        while (job := jobs.claim_next(own, 1000)) is not None:
+        while (job := jobqueue.claim_next(own, 1000)) is not None:
             with lock:
                 taken.append(job.id)
         own.close()
@@ -160,10 +160,10 @@ def test_concurrent_claimers_never_take_a_job_twice(database):
 
 
 def test_heartbeat(conn):
-    jobs.heartbeat(conn)
+    db.beat(conn)
     first = db.runner_heartbeat(conn)
     time.sleep(0.01)
-    jobs.heartbeat(conn)
+    db.beat(conn)
     assert db.runner_heartbeat(conn) > first
 
 
@@ -179,7 +179,7 @@ _Tagged.add_constructor("!unsafe", lambda loader, node: ("!unsafe", loader.const
 
 def test_extravars_file_round_trips_as_unsafe_strings(tmp_path):
     values = {f"v{n}": value for n, value in enumerate(HOSTILE)}
-    path = jobs.write_extravars(tmp_path, values)
+    path = playbook.write_extravars(tmp_path, values)
     assert path == tmp_path / "env" / "extravars"
     assert path.stat().st_mode & 0o777 == 0o600
     text = path.read_text(encoding="ascii")
@@ -196,9 +196,9 @@ def test_extravars_file_round_trips_as_unsafe_strings(tmp_path):
 
 def test_extravars_refuses_what_it_cannot_write_safely(tmp_path):
     with pytest.raises(ValueError, match="identifier"):
-        jobs.unsafe_extravars({"bad name": "x"})
+        playbook.unsafe_extravars({"bad name": "x"})
     with pytest.raises(TypeError):
-        jobs.unsafe_extravars({"user": ["a"]})
+        playbook.unsafe_extravars({"user": ["a"]})
 
 
 def test_job_extravars_checks_again(config):
@@ -206,24 +206,24 @@ def test_job_extravars_checks_again(config):
         base = {"id": "j", "github_id": 1, "login": "Alice", "action": "start", "repo": REPO,
                 "ref": "", "state": "running", "phase": "creating", "message": "",
                 "created": "", "started": "", "finished": ""}
-        return jobs.Job(**{**base, **fields})
+        return jobqueue.Job(**{**base, **fields})
 
-    assert jobs.job_extravars(job(repo=REPO + "/"), config) == {
+    assert playbook.job_extravars(job(repo=REPO + "/"), config) == {
         "user": "Alice", "repo": REPO, "ref": "", "state": "present"}
-    assert jobs.job_extravars(job(action="delete", repo=""), config) == {
+    assert playbook.job_extravars(job(action="delete", repo=""), config) == {
         "user": "Alice", "state": "absent"}
     for fields in ({"repo": "https://github.com/a/{{ lookup('pipe', 'id') }}"},
                    {"ref": "{{ x }}"}, {"login": "-alice"}, {"repo": "https://evil.example/a/b"},
                    {"repo": "ext::sh -c touch% /tmp/x"}):
         with pytest.raises(ValueError):
-            jobs.job_extravars(job(**fields), config)
+            playbook.job_extravars(job(**fields), config)
 
 
 # --- the event handler ----------------------------------------------------------------------
 
 
 def test_event_handler_maps_tasks_to_phases_and_keeps_only_safe_parts():
-    run = jobs.JobRun("j", "start", secrets=[TOKEN_SECRET])
+    run = JobRun("j", "start", secrets=[TOKEN_SECRET])
     events = [
         ("playbook_on_task_start", {"task": "Check the request before anything reaches the cloud"}),
         ("playbook_on_task_start", {"task": "Create the VM, or find it"}),
@@ -252,7 +252,7 @@ def test_event_handler_maps_tasks_to_phases_and_keeps_only_safe_parts():
     assert "VALUE" not in run.failure()
     assert TOKEN_SECRET not in run.output()
 
-    miss = jobs.JobRun("m", "start")
+    miss = JobRun("m", "start")
     for kind, data in [
         ("runner_on_ok", {"task": "Create the VM, or find it"}),
         ("runner_on_ok", {"task": "Tell whether the image holds the repository pre-built",
@@ -262,7 +262,7 @@ def test_event_handler_maps_tasks_to_phases_and_keeps_only_safe_parts():
         miss.event_handler({"event": kind, "event_data": data, "stdout": ""})
     assert miss.phase == "building"  # the VM builds the repository before Jupyter starts
 
-    delete = jobs.JobRun("d", "delete")
+    delete = JobRun("d", "delete")
     delete.event_handler({"event": "playbook_on_task_start",
                           "event_data": {"task": "Delete the VM with its volumes and floating IP"}})
     assert delete.phase == "deleting"
@@ -272,7 +272,7 @@ def test_event_handler_maps_tasks_to_phases_and_keeps_only_safe_parts():
 
 
 def test_output_is_a_bounded_tail_without_secrets():
-    run = jobs.JobRun("j", output_lines=5)
+    run = JobRun("j", output_lines=5)
     for n in range(10):
         run.event_handler({"event": "runner_on_ok", "event_data": {},
                            "stdout": f"\x1b[0;32mline {n}\x1b[0m\r\n"})
@@ -290,9 +290,9 @@ def test_output_is_a_bounded_tail_without_secrets():
 # --- real runs ------------------------------------------------------------------------------
 
 
-def claimed(conn, github_id: int, login: str, action: str = "start", **fields) -> jobs.Job:
+def claimed(conn, github_id: int, login: str, action: str = "start", **fields) -> jobqueue.Job:
     job_id = enqueue(conn, github_id, login, action, **fields)
-    job = jobs.claim_next(conn, 4)
+    job = jobqueue.claim_next(conn, 4)
     assert job.id == job_id
     return job
 
@@ -300,7 +300,7 @@ def claimed(conn, github_id: int, login: str, action: str = "start", **fields) -
 def test_a_run_that_publishes_ssc_vm_succeeds_and_records_the_url(database, conn, config):
     job = claimed(conn, 7, "Alice", ref="main")
     progress = []
-    run = jobs.JobRun(job.id, job.action)
+    run = JobRun(job.id, job.action)
     run.event_handler = _spy(run.event_handler, lambda: progress.append(run.phase))
 
     assert jobs.run_job(config, job, database, run) == "succeeded"
@@ -343,7 +343,7 @@ def _spy(handler, after):
 
 
 def test_a_failed_run_keeps_the_message_and_no_secret(database, conn, config):
-    config.playbook = PLAYBOOKS / "fail.yml"
+    config = replace(config, playbook=PLAYBOOKS / "fail.yml")
     job = claimed(conn, 8, "bob")
     assert jobs.run_job(config, job, database) == "failed"
     row = state_of(conn, job.id)
@@ -360,7 +360,7 @@ def test_a_failed_run_keeps_the_message_and_no_secret(database, conn, config):
 
 
 def test_a_no_log_failure_stays_hidden(database, conn, config):
-    config.playbook = PLAYBOOKS / "fail_hidden.yml"
+    config = replace(config, playbook=PLAYBOOKS / "fail_hidden.yml")
     job = claimed(conn, 9, "carol")
     assert jobs.run_job(config, job, database) == "failed"
     row = state_of(conn, job.id)
@@ -387,7 +387,7 @@ def test_a_template_fed_past_the_validator_reaches_the_playbook_as_text(config, 
     expression = f"{{{{ lookup('pipe', 'touch {marker}') }}}}"
     extravars = {"user": expression, "repo": expression, "ref": expression, "state": "present"}
 
-    run = jobs.run_playbook(config, "template-as-text", extravars, jobs.JobRun("t"))
+    run = playbook.run_playbook(config, "template-as-text", extravars, JobRun("t"))
 
     assert run.status == "successful", run.output()
     assert run.vm["user"] == run.vm["repo"] == run.vm["ref"] == expression
@@ -399,7 +399,7 @@ def test_a_template_fed_past_the_validator_reaches_the_playbook_as_text(config, 
         private_data_dir=str(tmp_path / "control"), project_dir=str(ROOT),
         playbook=str(PLAYBOOKS / "vm.yml"), inventory=str(PLAYBOOKS / "hosts.yml"),
         extravars=extravars, suppress_env_files=True, quiet=True,
-        envvars={"PATH": jobs.job_environment(config)["PATH"],
+        envvars={"PATH": playbook.job_environment(config)["PATH"],
                  "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")})
     assert control.status == "successful"
     assert marker.exists(), "ansible-runner's extravars= no longer renders templates"
@@ -408,32 +408,32 @@ def test_a_template_fed_past_the_validator_reaches_the_playbook_as_text(config, 
 def test_the_environment_is_chosen_not_inherited(config, monkeypatch):
     monkeypatch.setenv("SSC_WEB_GITHUB_CLIENT_SECRET", "do-not-pass-me-" + uuid.uuid4().hex)
     monkeypatch.setenv("OS_CLOUD", "somecloud")
-    config.envvars = {"OS_CLIENT_CONFIG_FILE": "/etc/openstack/clouds.yaml"}
-    env = jobs.job_environment(config)
+    config = replace(config, env={"OS_CLIENT_CONFIG_FILE": "/etc/openstack/clouds.yaml"})
+    env = playbook.job_environment(config)
     assert "SSC_WEB_GITHUB_CLIENT_SECRET" not in env
     assert env["OS_CLOUD"] == "somecloud"
     assert env["OS_CLIENT_CONFIG_FILE"] == "/etc/openstack/clouds.yaml"
     assert env["SSC_TOKEN_SECRET"] == TOKEN_SECRET
     assert env["ANSIBLE_CONFIG"] == str(ROOT / "ansible.cfg")
     assert env["PATH"].split(":")[0].endswith("/bin")
-    config.pass_token_secret = False
+    config = replace(config, pass_token_secret=False)
     monkeypatch.setenv("SSC_TOKEN_SECRET", TOKEN_SECRET)
-    assert "SSC_TOKEN_SECRET" not in jobs.job_environment(config)
+    assert "SSC_TOKEN_SECRET" not in playbook.job_environment(config)
 
 
 def test_the_playbook_sees_only_the_chosen_environment(config, monkeypatch, tmp_path):
     leaked = "do-not-pass-me-" + uuid.uuid4().hex
     monkeypatch.setenv("SSC_WEB_GITHUB_CLIENT_SECRET", leaked)
-    playbook = tmp_path / "env.yml"
-    playbook.write_text(
+    env_playbook = tmp_path / "env.yml"
+    env_playbook.write_text(
         "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
         "    - ansible.builtin.set_stats:\n        data:\n          ssc_vm:\n"
         "            client_secret: \"{{ lookup('ansible.builtin.env', "
         "'SSC_WEB_GITHUB_CLIENT_SECRET') }}\"\n"
         "            token_secret_length: \"{{ lookup('ansible.builtin.env', "
         "'SSC_TOKEN_SECRET') | length }}\"\n")
-    config.playbook = playbook
-    run = jobs.run_playbook(config, "environment", {"user": "alice"}, jobs.JobRun("e"))
+    config = replace(config, playbook=env_playbook)
+    run = playbook.run_playbook(config, "environment", {"user": "alice"}, JobRun("e"))
     assert run.status == "successful", run.output()
     assert run.vm["client_secret"] == ""
     assert int(run.vm["token_secret_length"]) == len(TOKEN_SECRET)
@@ -489,30 +489,30 @@ def test_refresh_vm(conn):
         db.save_vm(conn, 11, "erin", name="ssc-r2d-erin", repo=REPO, url=url, state=state)
 
     stored()
-    assert jobs.refresh_vm(conn, 11, "erin", FakeCloud({"ssc-r2d-erin": server()})) == "ready"
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud({"ssc-r2d-erin": server()})) == "ready"
     vm = db.vm_of(conn, 11)
     assert (vm["url"], vm["ref"], vm["state"]) == (url, "main", "ready")
 
     stored()  # the same name, another machine: the stored URL is not its
     cloud = FakeCloud({"ssc-r2d-erin": server(address="10.0.0.10")})
-    assert jobs.refresh_vm(conn, 11, "erin", cloud) == "unknown"
+    assert vms.refresh_vm(conn, 11, "erin", cloud) == "unknown"
     assert db.vm_of(conn, 11)["url"] == ""
 
     stored()
     cloud = FakeCloud({"ssc-r2d-erin": server(status="ERROR")})
-    assert jobs.refresh_vm(conn, 11, "erin", cloud) == "error"
+    assert vms.refresh_vm(conn, 11, "erin", cloud) == "error"
 
     stored()
-    assert jobs.refresh_vm(conn, 11, "erin", FakeCloud({})) is None
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud({})) is None
     assert db.vm_of(conn, 11) is None
 
     # Interrupted before any report: the VM exists, no URL known yet.
-    assert jobs.refresh_vm(conn, 11, "erin", FakeCloud({"ssc-r2d-erin": server()})) == "unknown"
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud({"ssc-r2d-erin": server()})) == "unknown"
     assert db.vm_of(conn, 11)["name"] == "ssc-r2d-erin"
 
 
 def test_worker_runs_the_queue_and_beats(database, conn, config):
-    config.max_running = 2
+    config = replace(config, max_concurrent=2)
     ids = [enqueue(conn, 21, "gina"), enqueue(conn, 22, "hank"),
            enqueue(conn, 23, "ivy", "delete")]
     worker = jobs.Worker(config, database, cloud=lambda: None)
@@ -537,7 +537,7 @@ def test_worker_runs_the_queue_and_beats(database, conn, config):
 
 
 def test_stop_cancels_what_outlives_the_grace_period(database, conn, config):
-    config.playbook = PLAYBOOKS / "sleep.yml"
+    config = replace(config, playbook=PLAYBOOKS / "sleep.yml")
     job_id = enqueue(conn, 31, "jack")
     db.save_vm(conn, 31, "jack", name="ssc-r2d-jack", state="ready")
     worker = jobs.Worker(config, database, cloud=lambda: None)
@@ -561,11 +561,12 @@ def test_the_real_playbook_refuses_what_slipped_past(config, tmp_path):
     before anything reaches the cloud, so a template expression fed past the job layer's check
     is refused there, as text, and nothing runs (no cloud is contacted)."""
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
-    config.playbook = None
-    config.inventory = None  # the defaults: playbooks/user_vm.yml, inventory/localcloud
+    # The default playbook (playbooks/user_vm.yml), on the example site's inventory.
+    config = replace(config, playbook_dir=Config().playbook_dir, playbook=Config().playbook,
+                     inventory=ROOT / "inventory" / "example")
     expression = f"https://github.com/a/{{{{ lookup('pipe', 'touch {marker}') }}}}"
-    run = jobs.run_playbook(config, "real-playbook", {
-        "user": "alice", "repo": expression, "ref": "", "state": "present"}, jobs.JobRun("r"))
+    run = playbook.run_playbook(config, "real-playbook", {
+        "user": "alice", "repo": expression, "ref": "", "state": "present"}, JobRun("r"))
     assert run.status == "failed"
     assert run.failed_task == "Check the request before anything reaches the cloud"
     assert run.failure().startswith(
@@ -578,7 +579,7 @@ def test_the_real_playbook_refuses_what_slipped_past(config, tmp_path):
 def test_a_cancelled_playbook_does_not_outlive_the_runner(database, conn, config):
     """ansible-runner kills ansible-playbook's process group, but ansible-core's workers
     each have a session of their own: they and their modules must be ended too."""
-    config.playbook = PLAYBOOKS / "sleep.yml"
+    config = replace(config, playbook=PLAYBOOKS / "sleep.yml")
     job_id = enqueue(conn, 32, "jill")
     worker = jobs.Worker(config, database, cloud=lambda: None)
     worker.poll(conn)
@@ -599,7 +600,7 @@ def test_a_new_worker_ends_what_a_killed_one_left(database, conn, config):
     """A worker killed outright (SIGKILL, the machine's OOM killer) leaves its runs going and
     their private data dirs on disk: the next worker ends those runs and deletes the dirs
     before it claims anything."""
-    config.playbook = PLAYBOOKS / "sleep.yml"
+    config = replace(config, playbook=PLAYBOOKS / "sleep.yml")
     job_id = enqueue(conn, 33, "joan")
     db.save_vm(conn, 33, "joan", name="ssc-r2d-joan", state="ready")
     script = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
@@ -634,10 +635,7 @@ def test_a_new_worker_ends_what_a_killed_one_left(database, conn, config):
 def _serve_worker() -> None:
     """A worker process on the database and jobs dir the environment names (the test above
     kills it)."""
-    config = SimpleNamespace(
-        repo_root=ROOT, playbook=PLAYBOOKS / "sleep.yml", inventory=PLAYBOOKS / "hosts.yml",
-        private_data_root=Path(os.environ["WORKER_JOBS"]), token_secret=TOKEN_SECRET,
-        allowed_hosts=("github.com",), poll_interval=0.1, heartbeat_interval=0.1)
+    config = runner_config(Path(os.environ["WORKER_JOBS"]), "sleep.yml")
     path = Path(os.environ["WORKER_DATABASE"])
     jobs.Worker(config, lambda: db.connect(path), cloud=lambda: None).serve()
 
@@ -646,5 +644,5 @@ def test_the_tasks_named_for_progress_are_the_roles_own():
     """A task renamed in roles/user_vm would silently freeze the progress shown to users."""
     names = {task.get("name") for path in (ROOT / "roles" / "user_vm" / "tasks").glob("*.yml")
              for task in yaml.safe_load(path.read_text()) or []}
-    wanted = {task for task, _ in jobs.TASK_PHASES} | {jobs.CACHE_TASK}
+    wanted = {task for task, _ in TASK_PHASES} | {CACHE_TASK}
     assert wanted <= names, wanted - names

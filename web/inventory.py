@@ -1,0 +1,70 @@
+"""The site values the app shares with the playbooks, read from the inventory they run with.
+
+An operator writes where repositories may come from once, in the site's inventory (e.g.
+``group_vars/all/user_vm.yml``), as the role ``user_vm`` reads it:
+
+    user_vm_allowed_hosts: [github.com, gitlab.com, codeberg.org]   # host[:port][/prefix]
+    user_vm_allow_http_hosts: []                                   # of those, plain http://
+
+The web app checks a request with the same values before it queues a job, and the job
+runner again before it starts the playbook. They are read here with Ansible's own inventory
+and variable managers, as the playbooks see them for ``localhost`` (the host the playbooks
+run on: ``all``'s group vars and the host's own, templates rendered), falling back to the
+role's defaults (``roles/user_vm/defaults/main.yml``), as the role does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from web import REPO_ROOT
+
+ROLE_DEFAULTS = REPO_ROOT / "roles" / "user_vm" / "defaults" / "main.yml"
+HOST = "localhost"  # the playbooks' hosts (playbooks/user_vm.yml)
+ALLOWED_HOSTS = "user_vm_allowed_hosts"
+ALLOW_HTTP_HOSTS = "user_vm_allow_http_hosts"
+
+
+class InventoryError(Exception):
+    """The inventory could not be read, or gives an unusable value; says which and why."""
+
+
+def repository_hosts(inventory: str | Path, role_defaults: Path = ROLE_DEFAULTS
+                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(user_vm_allowed_hosts, user_vm_allow_http_hosts)`` as the playbooks see them for
+    ``localhost`` with the inventory `inventory` (a file or a directory), each a tuple of
+    ``host[:port][/prefix]`` strings (entries not checked here). Raises InventoryError when
+    the inventory is missing or no inventory plugin can parse it, or a value is not a list
+    of strings."""
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    source = str(Path(inventory).resolve())
+    if not Path(source).exists():
+        raise InventoryError(f"{inventory} does not exist")
+    loader = DataLoader()
+    try:
+        # parse_source says whether a plugin parsed it (InventoryManager only warns)
+        if not InventoryManager(loader, parse=False).parse_source(source):
+            raise InventoryError(f"{inventory} could not be parsed as an inventory (see "
+                                 "the warnings above)")
+        manager = InventoryManager(loader, sources=[source])
+        variables = VariableManager(loader=loader, inventory=manager).get_vars(
+            host=manager.get_host(HOST))
+        defaults = loader.load_from_file(str(role_defaults)) or {}
+        values = {**defaults, **variables}
+        templar = Templar(loader, variables=values)
+        found = {name: templar.template(values.get(name))
+                 for name in (ALLOWED_HOSTS, ALLOW_HTTP_HOSTS)}
+    except AnsibleError as error:
+        raise InventoryError(f"{inventory}: {error.message}") from None
+    for name, value in found.items():
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InventoryError(f"{inventory}: {name} must be a list of host[:port][/prefix] "
+                                 f"strings, not {value!r}")
+    # str(): plain strings, not Ansible's tagged ones
+    return (tuple(str(item) for item in found[ALLOWED_HOSTS]),
+            tuple(str(item) for item in found[ALLOW_HTTP_HOSTS]))

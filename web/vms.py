@@ -1,0 +1,106 @@
+"""The users' VMs as the cloud has them: read one user's VM again (after an interrupted job),
+and bring the ``vms`` rows in line with the cloud every ``vm_refresh_interval`` seconds (a VM
+culled by playbooks/cull.yml or deleted by an operator leaves its owner's page).
+
+A VM is found by its name, ``launch_request.vm_name(login)``, and is the user's when its
+metadata says so (``ssc_r2d_owner``, set by roles/user_vm) or says nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request
+
+from web import db
+from web.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def open_cloud(config: Config):
+    """An openstacksdk connection to the cloud ``OS_CLOUD`` names (in the settings' ``env``,
+    else this process's environment), with clouds.yaml from ``OS_CLIENT_CONFIG_FILE`` (the
+    same way), or None without a cloud name."""
+    cloud = config.env.get("OS_CLOUD") or os.environ.get("OS_CLOUD")
+    if not cloud:
+        return None
+    import openstack.config
+    import openstack.connection
+
+    config_file = (config.env.get("OS_CLIENT_CONFIG_FILE")
+                   or os.environ.get("OS_CLIENT_CONFIG_FILE"))
+    loader = openstack.config.OpenStackConfig(config_files=[config_file] if config_file else None)
+    return openstack.connection.Connection(config=loader.get_one(cloud=cloud))
+
+
+def list_vms(cloud) -> list:
+    """Every server of the cloud (an openstacksdk connection) whose name is a user VM's."""
+    # Nova's name filter is a regular expression
+    return list(cloud.compute.servers(name=f"^{launch_request.VM_NAME_PREFIX}"))
+
+
+def _addresses(server) -> set[str]:
+    return {entry.get("addr") for entries in (server.addresses or {}).values()
+            for entry in entries if isinstance(entry, dict)}
+
+
+def _owned_by(server, login: str) -> bool:
+    """`server` exists and is `login`'s (by its metadata, when it says)."""
+    if server is None:
+        return False
+    owner = dict(getattr(server, "metadata", None) or {}).get("ssc_r2d_owner")
+    return owner is None or owner == login.lower()
+
+
+def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> str | None:
+    """Read `login`'s VM from the cloud (`cloud`: an openstacksdk connection) and update its
+    ``vms`` row. Gone (or not the user's): the row is deleted, returns None. There: the row
+    gets the server's name, repository and ref (from its metadata) and a state, returned:
+    ``ready`` when it is ACTIVE and the stored URL points at one of its addresses (a finished
+    job reported it; the URL, with its token, stays as stored), ``unknown`` when it is ACTIVE
+    but no finished job saw its Jupyter answer (starting again reports it), otherwise the
+    server's status in lower case (``build``, ``error``, ...)."""
+    name = launch_request.vm_name(login)
+    server = cloud.compute.find_server(name, ignore_missing=True)
+    if not _owned_by(server, login):
+        db.delete_vm(conn, github_id)
+        return None
+    metadata = dict(getattr(server, "metadata", None) or {})
+    row = db.vm_of(conn, github_id)
+    url = (row["url"] if row else "") or ""
+    if url and urlsplit(url).hostname not in _addresses(server):
+        url = ""
+    status = (server.status or "unknown").lower()
+    state = ("ready" if url else "unknown") if status == "active" else status
+    db.save_vm(conn, github_id, login, name=server.name or name,
+               repo=metadata.get("ssc_r2d_repo", ""), ref=metadata.get("ssc_r2d_ref", ""),
+               url=url, state=state)
+    return state
+
+
+def reconcile_vms(conn: sqlite3.Connection, servers: Iterable, listed_at: str) -> list[str]:
+    """Bring the ``vms`` rows in line with `servers` (the cloud's, as listed at `listed_at`,
+    a stored timestamp) where the cloud changed behind the app: a VM culled or deleted by an
+    operator is gone from its owner's page; one in ERROR says so. Rows of users with a
+    queued or running job, and rows written since the listing, are left to the jobs.
+    Returns the logins whose row changed."""
+    by_name = {server.name: server for server in servers}
+    changed = []
+    with db.transaction(conn):
+        for github_id, login, state in db.vms_left_to_the_cloud(conn, listed_at):
+            server = by_name.get(launch_request.vm_name(login))
+            if not _owned_by(server, login):
+                db.delete_vm(conn, github_id)
+            elif (server.status or "").upper() not in ("ACTIVE", state.upper()):
+                db.set_vm_state(conn, github_id, (server.status or "unknown").lower())
+            else:
+                continue
+            changed.append(login)
+    for login in changed:
+        log.info("%s's VM changed in the cloud: its row was brought in line", login)
+    return changed
