@@ -20,9 +20,9 @@ test: setup lint
 	@$(BIN)/pytest
 
 down:
-	@$(BIN)/ssc-web local down
+	@$(BIN)/localcloud site down
 	@$(BIN)/localcloud down
 
 purge:
-	@$(BIN)/ssc-web local down
+	@$(BIN)/localcloud site down
 	@$(BIN)/localcloud down --purge

@@ -31,8 +31,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from localcloud.site import LocalSite, SiteUser  # noqa: E402
 from web import procs  # noqa: E402
-from web.localsite import LocalSite, SiteUser  # noqa: E402
 
 CONNECTIONS = 50
 PAGE = 4096  # bytes; /proc/<pid>/statm counts pages

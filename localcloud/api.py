@@ -2,8 +2,11 @@
 
 Each service is a Bottle app with `ServicePlugin` installed. A route names its operation
 (`op="server.create"`) so that faults can target it; handlers raise `ApiError` and return dicts.
+Routes that are module-level functions get the cloud from `Inject` by asking for `cloud`.
 """
 
+import functools
+import inspect
 import json
 import random
 import re
@@ -275,6 +278,30 @@ class ServicePlugin:
             query=parse_qs(request.query_string), microversion=version,
             status=bottle.response.status_code, request=json_body_or_none(),
             response=result if isinstance(result, dict | list) else None)
+
+
+class Inject:
+    """Bottle plugin: gives each route the values it asks for by parameter name, e.g.
+    ``Inject(cloud=cloud)`` for ``def show_server(cloud, server_id)``; routes that ask for
+    none of them are left as they are (Bottle's own plugin style, as bottle-sqlite's ``db``)."""
+
+    name = "localcloud_inject"
+    api = 2
+
+    def __init__(self, **values):
+        self.values = values
+
+    def apply(self, callback, route):
+        wanted = inspect.signature(route.callback).parameters
+        given = {name: value for name, value in self.values.items() if name in wanted}
+        if not given:
+            return callback
+
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            return callback(*args, **kwargs, **given)
+
+        return wrapper
 
 
 def json_body_or_none():

@@ -1,4 +1,8 @@
-"""`localcloud up | down [--purge] | status | fault | quota | publish`."""
+"""`localcloud up | down [--purge] | status | fault | quota | publish | site`.
+
+    localcloud site up|down|status|launch   the web trigger on this machine, on the local
+                                            cloud (make demo; localcloud.site)
+"""
 
 import argparse
 import json
@@ -241,6 +245,46 @@ def quota(config: Config, settings: list[str]) -> None:
     print(json.dumps(control(config, "GET", "quotas"), indent=1))
 
 
+def site(config: Config, args) -> int:
+    """`localcloud site ACTION`: the web app and its job runner on this machine (the demo's
+    site in var/web, or --dir), signing in through the GitHub stand-in. Exit status 1 when
+    the site fails, 3 when `status` finds it down."""
+    from localcloud.site import LocalSite, SiteError, SiteUser  # imports the product (web)
+
+    local = LocalSite(cloud=config, port=args.port) if args.dir is None else LocalSite(
+        args.dir, args.port, config)
+    try:
+        if args.action == "up":
+            local.start()
+            say(f"serving {local.url} (logs in {local.directory})")
+            say(f"registration link: {local.registration_link}")
+        elif args.action == "down":
+            local.stop()
+        elif args.action == "status":
+            running = {name: local.pid(name) for name in ("serve", "worker")}
+            say(f"{local.url}: {running}, /healthz {local.health() or 'no answer'}")
+            return 0 if all(running.values()) else 3
+        else:
+            return launch(local, SiteUser(local.url, args.login), args.repo or local.sample_repo)
+    except (SiteError, OSError) as error:
+        print(f"localcloud: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def launch(local, user, repo: str) -> int:
+    """Sign `user` in, register them, start `repo` and follow the job to its end."""
+    user.sign_in()
+    user.register(local.registration_link)
+    say(f"{user.login} signed in and registered; starting {repo}")
+    job = user.follow(user.start(repo), on_phase=lambda job: say(f"  {job['phase']}"))
+    if job["state"] != "succeeded":
+        print(f"localcloud: the job {job['state']}: {job['message']}", file=sys.stderr)
+        return 1
+    say(f"{job['message']}\n  {job['jupyter_url']}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="localcloud", description=__doc__)
     parser.add_argument("--var-dir", type=Path, default=None,
@@ -268,6 +312,16 @@ def main(argv=None) -> int:
     publish_parser = commands.add_parser("publish", help="serve a local repository over git")
     publish_parser.add_argument("name", help="owner/name")
     publish_parser.add_argument("source", type=Path)
+    site_parser = commands.add_parser(
+        "site", help="the web app and its runner on this machine, on this cloud",
+        description="The web app and its job runner on this machine, with the cloud's "
+                    "GitHub stand-in (make demo). launch: sign in as LOGIN, register, start "
+                    "REPO and wait for Jupyter.")
+    site_parser.add_argument("action", choices=("up", "down", "status", "launch"))
+    site_parser.add_argument("--port", type=int, default=8080)
+    site_parser.add_argument("--dir", type=Path, help="the site's directory (default var/web)")
+    site_parser.add_argument("--login", default="demo", help="launch: who signs in")
+    site_parser.add_argument("--repo", help="launch: the repository (default the sample)")
     args = parser.parse_args(argv)
     config = from_environment(args.var_dir)
     if args.command == "up":
@@ -283,6 +337,8 @@ def main(argv=None) -> int:
     elif args.command == "publish":
         owner, _, name = args.name.partition("/")
         print(githost.publish_repository(config, owner, name, args.source))
+    elif args.command == "site":
+        return site(config, args)
     return 0
 
 

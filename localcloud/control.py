@@ -6,7 +6,7 @@ to make the cloud misbehave on purpose or to check that nothing reached it.
 
 import bottle
 
-from localcloud.api import ApiError, json_body, not_found, strict
+from localcloud.api import ApiError, Inject, json_body, not_found, strict
 from localcloud.cloud import DEFAULT_QUOTAS
 from localcloud.store import new_id
 
@@ -22,53 +22,61 @@ FAULT = strict({
 
 
 def make_app(cloud) -> bottle.Bottle:
+    """The control API on a Bottle app, to be mounted at /localcloud: the routes below, each
+    given the `cloud` when it asks for it (`Inject`)."""
     app = bottle.Bottle()
-    store = cloud.store
-
-    @app.get("/faults")
-    def list_faults():
-        return {"faults": store.all("faults")}
-
-    @app.post("/faults")
-    def add_fault():
-        rule = json_body(FAULT)
-        rule["id"] = new_id()
-        rule.setdefault("count", None)
-        store.put("faults", rule)
-        bottle.response.status = 201
-        return {"fault": rule}
-
-    @app.delete("/faults")
-    def clear_faults():
-        with store.transaction() as data:
-            data["faults"].clear()
-        bottle.response.status = 204
-        return ""
-
-    @app.delete("/faults/<fault_id>")
-    def delete_fault(fault_id):
-        if store.delete("faults", fault_id) is None:
-            raise not_found(f"No fault {fault_id}")
-        bottle.response.status = 204
-        return ""
-
-    @app.get("/quotas")
-    def show_quotas():
-        return {"quotas": store.get("quotas", "project"), "usage": cloud.usage()}
-
-    @app.put("/quotas")
-    def set_quotas():
-        changes = json_body({"type": "object", "additionalProperties": {
-            "type": "integer", "minimum": -1}})
-        unknown = set(changes) - set(DEFAULT_QUOTAS)
-        if unknown:
-            raise ApiError(400, f"Unknown quota: {', '.join(sorted(unknown))}")
-        with store.transaction() as data:
-            data["quotas"]["project"].update(changes)
-        return {"quotas": store.get("quotas", "project")}
-
-    @app.get("/requests")
-    def request_counts():
-        return {"requests": dict(cloud.requests)}
-
+    app.install(Inject(cloud=cloud))
+    app.get("/faults", callback=list_faults)
+    app.post("/faults", callback=add_fault)
+    app.delete("/faults", callback=clear_faults)
+    app.delete("/faults/<fault_id>", callback=delete_fault)
+    app.get("/quotas", callback=show_quotas)
+    app.put("/quotas", callback=set_quotas)
+    app.get("/requests", callback=request_counts)
     return app
+
+
+def list_faults(cloud):
+    return {"faults": cloud.store.all("faults")}
+
+
+def add_fault(cloud):
+    rule = json_body(FAULT)
+    rule["id"] = new_id()
+    rule.setdefault("count", None)
+    cloud.store.put("faults", rule)
+    bottle.response.status = 201
+    return {"fault": rule}
+
+
+def clear_faults(cloud):
+    with cloud.store.transaction() as data:
+        data["faults"].clear()
+    bottle.response.status = 204
+    return ""
+
+
+def delete_fault(cloud, fault_id):
+    if cloud.store.delete("faults", fault_id) is None:
+        raise not_found(f"No fault {fault_id}")
+    bottle.response.status = 204
+    return ""
+
+
+def show_quotas(cloud):
+    return {"quotas": cloud.store.get("quotas", "project"), "usage": cloud.usage()}
+
+
+def set_quotas(cloud):
+    changes = json_body({"type": "object", "additionalProperties": {
+        "type": "integer", "minimum": -1}})
+    unknown = set(changes) - set(DEFAULT_QUOTAS)
+    if unknown:
+        raise ApiError(400, f"Unknown quota: {', '.join(sorted(unknown))}")
+    with cloud.store.transaction() as data:
+        data["quotas"]["project"].update(changes)
+    return {"quotas": cloud.store.get("quotas", "project")}
+
+
+def request_counts(cloud):
+    return {"requests": dict(cloud.requests)}

@@ -1,4 +1,8 @@
-"""Nova v2.1 with microversions: flavors, keypairs, servers and their actions, limits."""
+"""Nova v2.1 with microversions: flavors, keypairs, servers and their actions, limits.
+
+Routes are module-level functions, one per API call, taking the path's parameters and the
+``cloud`` (given by the `Inject` plugin); :func:`make_app` wires them to their paths.
+"""
 
 import base64
 import binascii
@@ -12,6 +16,7 @@ import bottle
 
 from localcloud.api import (
     ApiError,
+    Inject,
     Microversions,
     at_least,
     bad_request,
@@ -110,682 +115,761 @@ def at_least_after(version: str | None) -> bool:
     return at_least(f"{major}.{int(minor) + 1}")
 
 
+
 def make_app(cloud) -> bottle.Bottle:
+    """Nova's API on a Bottle app, to be mounted at /compute: the routes below, each given
+    the `cloud` when it asks for it (`Inject`); `op` names what faults can target."""
     app = bottle.Bottle()
-    store = cloud.store
-
-    # --- helpers ---------------------------------------------------------------------
-
-    def url(*parts: str) -> str:
-        return "/".join([base_url() + "/v2.1", *parts])
-
-    def bookmark(*parts: str) -> str:
-        return "/".join([base_url(), *parts])
-
-    def links(kind: str, item_id: str) -> list[dict]:
-        return [link(url(kind, item_id)), link(bookmark(kind, item_id), "bookmark")]
-
-    def find_server(server_id: str) -> dict:
-        server = store.get("servers", server_id)
-        if server is None:
-            raise not_found(f"Instance {server_id} could not be found.")
-        return server
-
-    def find_flavor(flavor_id: str) -> dict:
-        for flavor in store.all("flavors"):
-            if str(flavor_id) in (flavor["id"], flavor["name"]):
-                return flavor
-        raise not_found(f"Flavor {flavor_id} could not be found.")
-
-    def find_image(image_id: str) -> dict:
-        image = store.get("images", image_id)
-        if image is None:
-            raise bad_request("Can not find requested image")
-        if image["status"] != "active":
-            raise bad_request(f"Image {image_id} is not active.")
-        return image
-
-    def created(body: dict, status: int = 202) -> dict:
-        bottle.response.status = status
-        return body
-
-    def accepted() -> str:
-        bottle.response.status = 202
-        return ""
-
-    # --- versions --------------------------------------------------------------------
-
-    def version_document(version_id: str) -> dict:
-        current = version_id == "v2.1"
-        return {"id": version_id, "status": "CURRENT" if current else "SUPPORTED",
-                "version": MICROVERSIONS.maximum if current else "",
-                "min_version": MICROVERSIONS.minimum if current else "",
-                "updated": "2013-07-23T11:33:21Z",
-                "links": [link(f"{base_url()}/{version_id}/")],
-                "media-types": [{"base": "application/json",
-                                 "type": "application/vnd.openstack.compute+json;version=2.1"}]}
-
-    @app.get("/", auth=False)
-    def versions():
-        return {"versions": [version_document("v2.0"), version_document("v2.1")]}
-
-    @app.get("/v2.1", auth=False)
-    @app.get("/v2.1/", auth=False)
-    def version():
-        return {"version": version_document("v2.1")}
-
-    # --- flavors ---------------------------------------------------------------------
-
-    def flavor_view(flavor: dict, detail: bool) -> dict:
-        view = {"id": flavor["id"], "name": flavor["name"], "links": links("flavors",
-                                                                           flavor["id"])}
-        if at_least("2.55"):
-            view["description"] = flavor["description"]
-        if not detail:
-            return view
-        view.update({"ram": flavor["ram"], "disk": flavor["disk"], "vcpus": flavor["vcpus"],
-                     "swap": flavor["swap"] if at_least("2.75") else (flavor["swap"] or ""),
-                     "OS-FLV-EXT-DATA:ephemeral": flavor["ephemeral"],
-                     "os-flavor-access:is_public": flavor["is_public"]})
-        if not at_least("2.102"):
-            view["rxtx_factor"] = flavor["rxtx_factor"]
-            view["OS-FLV-DISABLED:disabled"] = False
-        if at_least("2.61"):
-            view["extra_specs"] = flavor["extra_specs"]
-        return view
-
-    def flavors(detail: bool) -> dict:
-        query = bottle.request.query
-        found = sorted(store.all("flavors"), key=lambda f: int(f["id"]))
-        if query.get("minRam"):
-            found = [f for f in found if f["ram"] >= int(query.minRam)]
-        if query.get("minDisk"):
-            found = [f for f in found if f["disk"] >= int(query.minDisk)]
-        if query.get("name") and at_least("2.102"):
-            found = [f for f in found if f["name"] == query.name]
-        return {"flavors": [flavor_view(f, detail) for f in found]}
-
-    @app.get("/v2.1/flavors")
-    def list_flavors():
-        return flavors(detail=False)
-
-    @app.get("/v2.1/flavors/detail")
-    def list_flavors_detail():
-        return flavors(detail=True)
-
-    @app.get("/v2.1/flavors/<flavor_id>")
-    def show_flavor(flavor_id):
-        return {"flavor": flavor_view(find_flavor(flavor_id), detail=True)}
-
-    @app.get("/v2.1/flavors/<flavor_id>/os-extra_specs")
-    def flavor_extra_specs(flavor_id):
-        return {"extra_specs": find_flavor(flavor_id)["extra_specs"]}
-
-    # --- keypairs --------------------------------------------------------------------
-
-    def keypair_view(keypair: dict, full: bool) -> dict:
-        view = {"name": keypair["name"], "public_key": keypair["public_key"],
-                "fingerprint": keypair["fingerprint"]}
-        if at_least("2.2"):
-            view["type"] = keypair["type"]
-        if full:
-            view.update({"user_id": cloud.identity["user_id"], "id": keypair["numeric_id"],
-                         "created_at": keypair["created_at"].replace("Z", ".000000"),
-                         "deleted": False, "deleted_at": None, "updated_at": None})
-        return view
-
-    @app.get("/v2.1/os-keypairs")
-    def list_keypairs():
-        return {"keypairs": [{"keypair": keypair_view(k, False)}
-                             for k in sorted(store.all("keypairs"), key=lambda k: k["name"])]}
-
-    @app.get("/v2.1/os-keypairs/<name>")
-    def show_keypair(name):
-        keypair = store.get("keypairs", name)
-        if keypair is None:
-            raise not_found(f"Keypair {name} not found for user {cloud.identity['user_id']}")
-        return {"keypair": keypair_view(keypair, True)}
-
-    @app.post("/v2.1/os-keypairs", op="keypair.create")
-    def create_keypair():
-        key_properties = {"name": {"type": "string", "minLength": 1, "maxLength": 255,
-                                   "pattern": r"^[a-zA-Z0-9 @._-]+$" if at_least("2.92")
-                                   else r"^[\x20-\x7E]+$"},
-                          "public_key": {"type": "string"}}
-        if at_least("2.2"):
-            key_properties["type"] = {"type": "string", "enum": ["ssh", "x509"]}
-        if at_least("2.10"):
-            key_properties["user_id"] = {"type": "string"}
-        required = ("name", "public_key") if at_least("2.92") else ("name",)
-        body = json_body(strict({"keypair": strict(key_properties, required)}, ("keypair",)))
-        request = body["keypair"]
-        if store.get("keypairs", request["name"]):
-            raise conflict(f"Key pair '{request['name']}' already exists.")
-        cloud.check_quota(key_pairs=1)
-        private_key = None
-        public_key = request.get("public_key")
-        if public_key is None:
-            private_key, public_key = generate_keypair()
-        fingerprint = ssh_fingerprint(public_key)
-        keypair = {"id": request["name"], "name": request["name"], "public_key": public_key,
-                   "fingerprint": fingerprint, "type": request.get("type", "ssh"),
-                   "created_at": now(), "numeric_id": len(store.all("keypairs")) + 1}
-        store.put("keypairs", keypair)
-        view = keypair_view(keypair, False)
-        view["user_id"] = cloud.identity["user_id"]
-        if private_key:
-            view["private_key"] = private_key
-        return created({"keypair": view}, 201 if at_least("2.2") else 200)
-
-    @app.delete("/v2.1/os-keypairs/<name>", op="keypair.delete")
-    def delete_keypair(name):
-        if store.delete("keypairs", name) is None:
-            raise not_found(f"Keypair {name} not found for user {cloud.identity['user_id']}")
-        bottle.response.status = 204 if at_least("2.2") else 202
-        return ""
-
-    # --- servers: views --------------------------------------------------------------
-
-    def status(server: dict) -> str:
-        return TASK_STATUS.get(server["task_state"], ACTIVE_STATUS[server["vm_state"]])
-
-    def addresses(server: dict) -> dict:
-        if server["vm_state"] == "building":
-            return {}
-        port = store.get("ports", server["port_id"])
-        if port is None:
-            return {}
-        network = store.get("networks", port["network_id"])
-        entries = [{"version": 4, "addr": ip["ip_address"], "OS-EXT-IPS:type": "fixed",
-                    "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]} for ip in port["fixed_ips"]]
-        entries += [{"version": 4, "addr": f["floating_ip_address"],
-                     "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}
-                    for f in store.find("floatingips", port_id=port["id"])]
-        return {network["name"]: entries}
-
-    def flavor_of(server: dict) -> dict:
-        flavor = store.get("flavors", server["flavor_id"])
-        if at_least("2.47"):
-            return {"vcpus": flavor["vcpus"], "ram": flavor["ram"], "disk": flavor["disk"],
-                    "ephemeral": flavor["ephemeral"], "swap": flavor["swap"],
-                    "original_name": flavor["name"], "extra_specs": flavor["extra_specs"]}
-        return {"id": flavor["id"], "links": [link(bookmark("flavors", flavor["id"]),
-                                                   "bookmark")]}
-
-    def image_of(server: dict):
-        if not server["image_id"]:
-            return ""
-        image = {"id": server["image_id"],
-                 "links": [link(bookmark("images", server["image_id"]), "bookmark")]}
-        if at_least("2.98"):
-            image["properties"] = {k: v for k, v in (store.get("images", server["image_id"]) or
-                                                     {}).get("properties", {}).items()
-                                   if k in IMAGE_META_PROPS}
-        return image
-
-    def server_view(server: dict) -> dict:
-        view = {
-            "id": server["id"], "name": server["name"], "status": status(server),
-            "tenant_id": cloud.identity["project_id"], "user_id": cloud.identity["user_id"],
-            "metadata": server["metadata"], "hostId": host_id(server),
-            "image": image_of(server), "flavor": flavor_of(server),
-            "created": server["created"], "updated": server["updated"],
-            "addresses": addresses(server), "accessIPv4": server["access_ipv4"],
-            "accessIPv6": server["access_ipv6"], "links": links("servers", server["id"]),
-            "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": ZONE
-            if server["vm_state"] != "building" else "",
-            "config_drive": server["config_drive"], "key_name": server["key_name"],
-            "OS-SRV-USG:launched_at": launched_at(server),
-            "OS-SRV-USG:terminated_at": None,
-            "security_groups": [{"name": g["name"]} for g in server["security_groups"]],
-            "OS-EXT-STS:task_state": server["task_state"],
-            "OS-EXT-STS:vm_state": server["vm_state"],
-            "OS-EXT-STS:power_state": server["power_state"],
-            "os-extended-volumes:volumes_attached": [
-                {"id": v["id"], **({"delete_on_termination": v["delete_on_termination"]}
-                                   if at_least("2.3") else {})} for v in server["volumes"]],
-        }
-        if status(server) in ("ERROR", "DELETED") and server["fault"]:
-            view["fault"] = server["fault"]
-        if status(server) in ("BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"):
-            view["progress"] = 0
-        if at_least("2.9"):
-            view["locked"] = server["locked"]
-        if at_least("2.19"):
-            view["description"] = server["description"]
-        if at_least("2.26"):
-            view["tags"] = server["tags"]
-        if at_least("2.63"):
-            view["trusted_image_certificates"] = None
-        if at_least("2.73"):
-            view["locked_reason"] = None
-        if at_least("2.90"):
-            view["OS-EXT-SRV-ATTR:hostname"] = server["hostname"]
-        if at_least("2.96"):
-            view["pinned_availability_zone"] = server["availability_zone"]
-        if at_least("2.100"):
-            view["scheduler_hints"] = server["scheduler_hints"]
-        return view
-
-    def summary_view(server: dict) -> dict:
-        return {"id": server["id"], "name": server["name"],
-                "links": links("servers", server["id"])}
-
-    # --- servers: list, show, create, update, delete ---------------------------------
-
-    def matching_servers() -> list[dict]:
-        query = bottle.request.query
-        found = sorted(store.all("servers"), key=lambda s: s["created"], reverse=True)
-        if query.get("name"):
-            try:
-                pattern = re.compile(query.name)
-            except re.error:
-                raise bad_request(f"Invalid regex pattern: {query.name}") from None
-            found = [s for s in found if pattern.search(s["name"])]
-        if query.get("status"):
-            found = [s for s in found if status(s) == query.status.upper()]
-        if query.get("image"):
-            found = [s for s in found if s["image_id"] == query.image]
-        if query.get("flavor"):
-            found = [s for s in found if s["flavor_id"] == query.flavor]
-        if query.get("ip"):
-            found = [s for s in found if any(
-                re.search(query.ip, a["addr"]) for entries in addresses(s).values()
-                for a in entries)]
-        if query.get("marker"):
-            ids = [s["id"] for s in found]
-            if query.marker not in ids:
-                raise bad_request(f"marker [{query.marker}] not found")
-            found = found[ids.index(query.marker) + 1:]
-        if query.get("limit"):
-            found = found[:int(query.limit)]
-        return found
-
-    @app.get("/v2.1/servers")
-    def list_servers():
-        return {"servers": [summary_view(s) for s in matching_servers()]}
-
-    @app.get("/v2.1/servers/detail")
-    def list_servers_detail():
-        return {"servers": [server_view(s) for s in matching_servers()]}
-
-    @app.get("/v2.1/servers/<server_id>")
-    def show_server(server_id):
-        view = server_view(find_server(server_id))
-        if at_least("2.71"):
-            view["server_groups"] = []
-        return {"server": view}
-
-    @app.post("/v2.1/servers", op="server.create")
-    def create_server():
-        body = json_body(create_schema())
-        request = body["server"]
-        spec = server_spec(request)
-        spec["scheduler_hints"] = body.get("os:scheduler_hints") or body.get(
-            "OS-SCH-HNT:scheduler_hints") or {}
-        server = cloud.create_server(spec)
-        bottle.response.set_header("Location", url("servers", server["id"]))
-        result = {"id": server["id"], "links": links("servers", server["id"]),
-                  "OS-DCF:diskConfig": "MANUAL",
-                  "security_groups": [{"name": g["name"]} for g in spec["security_groups"]]}
-        if not at_least("2.91") or request.get("adminPass"):
-            result["adminPass"] = request.get("adminPass") or "localcloud-not-a-password"
-        return created({"server": result})
-
-    def server_spec(request: dict) -> dict:
-        """Check the parts of a create request that need the cloud's records."""
-        flavor = find_flavor(str(request["flavorRef"]).rsplit("/", 1)[-1])
-        spec = {"name": request["name"], "flavor": flavor,
-                "metadata": request.get("metadata", {}), "description":
-                request.get("description"), "tags": request.get("tags", []),
-                "availability_zone": request.get("availability_zone"),
-                "access_ipv4": request.get("accessIPv4", ""),
-                "access_ipv6": request.get("accessIPv6", ""),
-                "hostname": request.get("hostname") or hostname_from(request["name"])}
-        if spec["availability_zone"] not in (None, ZONE):
-            raise bad_request("The requested availability zone is not available")
-        if int(request.get("min_count", 1)) > 1 or int(request.get("max_count", 1)) > 1:
-            raise bad_request("This cloud boots one server per request.")
-        if request.get("user_data") is not None:
-            spec["user_data"] = decode_user_data(request["user_data"])
-        if request.get("key_name"):
-            if store.get("keypairs", request["key_name"]) is None:
-                raise bad_request("Invalid key_name provided.")
-            spec["key_name"] = request["key_name"]
-        spec["security_groups"] = security_groups(request.get("security_groups",
-                                                              [{"name": "default"}]))
-        spec.update(boot_source(request))
-        spec.update(network_choice(request.get("networks")))
-        return spec
-
-    def decode_user_data(value: str) -> str:
-        try:
-            return base64.b64decode(value, validate=True).decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            raise bad_request("User data needs to be valid base 64.") from None
-
-    def security_groups(requested: list[dict]) -> list[dict]:
-        groups = []
-        for wanted in requested:
-            match = [g for g in store.all("security_groups")
-                     if wanted["name"] in (g["name"], g["id"])]
-            if not match:
-                raise bad_request(f"Security group {wanted['name']} not found for project "
-                                  f"{cloud.identity['project_id']}.")
-            groups.append({"id": match[0]["id"], "name": match[0]["name"]})
-        return groups
-
-    def boot_source(request: dict) -> dict:
-        if request.get("block_device_mapping"):
-            raise bad_request("The legacy block_device_mapping is not supported here; use "
-                              "block_device_mapping_v2.")
-        boot = [b for b in request.get("block_device_mapping_v2", [])
-                if str(b.get("boot_index", "0")) == "0"]
-        if not boot:
-            image_ref = request.get("imageRef", "")
-            if not image_ref:
-                raise bad_request("Missing imageRef attribute")
-            return {"image_id": find_image(image_ref.rsplit("/", 1)[-1])["id"]}
-        mapping = boot[0]
-        source = mapping.get("source_type")
-        destination = mapping.get("destination_type", "volume" if source == "volume"
-                                  else "local")
-        delete = str(mapping.get("delete_on_termination", False)).lower() in (
-            "true", "1", "on", "yes")
-        if source == "image" and destination == "volume":
-            image = find_image(mapping.get("uuid") or mapping.get("image_id", ""))
-            if not mapping.get("volume_size"):
-                raise bad_request("Images with destination_type 'volume' need to have a "
-                                  "non-zero size specified")
-            return {"image_id": "", "boot_volume": {
-                "image_id": image["id"], "new_size": int(mapping["volume_size"]),
-                "delete_on_termination": delete}}
-        if source == "image" and destination == "local":
-            return {"image_id": find_image(mapping.get("uuid", ""))["id"]}
-        if source == "volume":
-            volume = store.get("volumes", mapping.get("uuid") or mapping.get("volume_id", ""))
-            if volume is None:
-                raise bad_request(f"Block Device Mapping is Invalid: failed to get volume "
-                                  f"{mapping.get('uuid')}.")
-            if volume["status"] != "available" or not volume["image_id"]:
-                raise bad_request(f"Block Device Mapping is Invalid: volume {volume['id']} "
-                                  f"is not available or not bootable.")
-            return {"image_id": "", "boot_volume": {
-                "volume_id": volume["id"], "delete_on_termination": delete}}
-        raise bad_request(f"Block Device Mapping is Invalid: source_type {source} with "
-                          f"destination_type {destination} is not supported here.")
-
-    def network_choice(networks) -> dict:
-        private = cloud.network(external=False)
-        if networks in (None, "auto") or networks == []:
-            return {}
-        if networks == "none":
-            raise bad_request("Servers without a network are not supported by this cloud.")
-        if len(networks) > 1:
-            raise bad_request("This cloud gives each server one network interface.")
-        wanted = networks[0]
-        if wanted.get("port"):
-            port = store.get("ports", wanted["port"])
-            if port is None:
-                raise bad_request(f"Port {wanted['port']} could not be found.")
-            return {"port_id": port["id"]}
-        if wanted.get("uuid") and wanted["uuid"] != private["id"]:
-            if store.get("networks", wanted["uuid"]) is None:
-                raise bad_request(f"Network {wanted['uuid']} could not be found.")
-            raise bad_request(f"Network {wanted['uuid']} is external; servers attach to the "
-                              f"network {private['id']} ({private['name']}).")
-        return {"fixed_ip": wanted.get("fixed_ip")}
-
-    @app.put("/v2.1/servers/<server_id>", op="server.update")
-    def update_server(server_id):
-        find_server(server_id)
-        properties = {"name": NAME, "accessIPv4": SERVER_CREATE["accessIPv4"],
-                      "accessIPv6": SERVER_CREATE["accessIPv6"],
-                      "OS-DCF:diskConfig": SERVER_CREATE["OS-DCF:diskConfig"]}
-        if at_least("2.19"):
-            properties["description"] = SERVER_CREATE["description"]
-        if at_least("2.90"):
-            properties["hostname"] = SERVER_CREATE["hostname"]
-        request = json_body(strict({"server": strict(properties)}, ("server",)))["server"]
-        changes = {"updated": now()}
-        for key, field in (("name", "name"), ("description", "description"),
-                           ("hostname", "hostname"), ("accessIPv4", "access_ipv4"),
-                           ("accessIPv6", "access_ipv6")):
-            if key in request:
-                changes[field] = request[key]
-        return {"server": server_view(store.update("servers", server_id, **changes))}
-
-    @app.delete("/v2.1/servers/<server_id>", op="server.delete")
-    def delete_server(server_id):
-        server = find_server(server_id)
-        if server["locked"]:
-            raise conflict(f"Instance {server_id} is locked")
-        if server["task_state"] != "deleting":
-            cloud.delete_server(server_id)
-        bottle.response.status = 204
-        return ""
-
-    # --- server actions --------------------------------------------------------------
-
-    @app.post("/v2.1/servers/<server_id>/action", op="server.action")
-    def server_action(server_id):
-        server = find_server(server_id)
-        body = json_body()
-        if not isinstance(body, dict) or len(body) != 1:
-            raise bad_request("There is either no action or more than one action in the "
-                              "request body.")
-        (action, argument), = body.items()
-        handler = ACTIONS.get(action)
-        if handler is None:
-            raise bad_request(f"There is no such action: {action}")
-        cloud.faults.delay(f"server.{action}")
-        rule = cloud.faults.take(f"server.{action}", ("http",))
-        if rule:
-            raise ApiError(int(rule.get("status", 500)), rule.get("message", "Injected fault"))
-        return handler(server, argument)
-
-    def require_state(server: dict, action: str, *states: str) -> None:
-        if server["vm_state"] not in states or server["task_state"] is not None:
-            raise conflict(f"Cannot '{action}' instance {server['id']} while it is in "
-                           f"vm_state {server['vm_state']}" +
-                           (f", task_state {server['task_state']}"
-                            if server["task_state"] else ""))
-
-    def no_argument(argument, action: str) -> None:
-        if argument is not None and argument != {}:
-            raise bad_request(f"Invalid input for field/attribute {action}. "
-                              f"Value: {argument}. None is not of type 'null'")
-
-    def stop(server, argument):
-        no_argument(argument, "os-stop")
-        require_state(server, "stop", "active", "error")
-        cloud.power(server["id"], "stop")
-        return accepted()
-
-    def start(server, argument):
-        no_argument(argument, "os-start")
-        require_state(server, "start", "stopped")
-        cloud.power(server["id"], "start")
-        return accepted()
-
-    def reboot(server, argument):
-        if not isinstance(argument, dict) or set(argument) != {"type"} or \
-                str(argument["type"]).upper() not in ("HARD", "SOFT"):
-            raise bad_request("Invalid input for field/attribute reboot. Value: "
-                              f"{argument}. 'type' is a required property")
-        require_state(server, "reboot", "active", "stopped", "error")
-        cloud.power(server["id"], "reboot")
-        return accepted()
-
-    def create_image(server, argument):
-        if not isinstance(argument, dict) or set(argument) - {"name", "metadata"} or \
-                not isinstance(argument.get("name"), str) or not argument["name"].strip():
-            raise bad_request("Invalid input for field/attribute createImage. 'name' is a "
-                              "required property and only 'name' and 'metadata' are allowed")
-        metadata = argument.get("metadata", {})
-        if not isinstance(metadata, dict) or not all(isinstance(v, str)
-                                                     for v in metadata.values()):
-            raise bad_request("Invalid input for field/attribute metadata.")
-        require_state(server, "createImage", "active", "stopped")
-        image = cloud.snapshot_server(server["id"], argument["name"], metadata)
-        bottle.response.set_header("Location", bookmark("images", image["id"]))
-        if at_least("2.45"):
-            return created({"image_id": image["id"]})
-        return accepted()
-
-    ACTIONS = {"os-stop": stop, "os-start": start, "reboot": reboot,
-               "createImage": create_image}
-
-    # --- server metadata, addresses, security groups ---------------------------------
-
-    @app.get("/v2.1/servers/<server_id>/metadata")
-    def list_metadata(server_id):
-        return {"metadata": find_server(server_id)["metadata"]}
-
-    def write_metadata(server_id: str, replace: bool) -> dict:
-        server = find_server(server_id)
-        metadata = json_body(strict({"metadata": METADATA}, ("metadata",)))["metadata"]
-        merged = metadata if replace else {**server["metadata"], **metadata}
-        if len(merged) > cloud.quota("metadata_items"):
-            raise ApiError(403, "Quota exceeded for metadata_items: the maximum is "
-                           f"{cloud.quota('metadata_items')}")
-        store.update("servers", server_id, metadata=merged, updated=now())
-        return {"metadata": merged}
-
-    @app.put("/v2.1/servers/<server_id>/metadata", op="server.metadata")
-    def replace_metadata(server_id):
-        return write_metadata(server_id, replace=True)
-
-    @app.post("/v2.1/servers/<server_id>/metadata", op="server.metadata")
-    def update_metadata(server_id):
-        return write_metadata(server_id, replace=False)
-
-    @app.get("/v2.1/servers/<server_id>/metadata/<key>")
-    def show_metadata_item(server_id, key):
-        metadata = find_server(server_id)["metadata"]
-        if key not in metadata:
-            raise not_found("Metadata item was not found")
-        return {"meta": {key: metadata[key]}}
-
-    @app.put("/v2.1/servers/<server_id>/metadata/<key>", op="server.metadata")
-    def set_metadata_item(server_id, key):
-        server = find_server(server_id)
-        meta = json_body(strict({"meta": {**METADATA, "minProperties": 1,
-                                          "maxProperties": 1}}, ("meta",)))["meta"]
-        if key not in meta:
-            raise bad_request("Request body and URI mismatch")
-        store.update("servers", server_id, metadata={**server["metadata"], **meta},
-                     updated=now())
-        return {"meta": meta}
-
-    @app.delete("/v2.1/servers/<server_id>/metadata/<key>", op="server.metadata")
-    def delete_metadata_item(server_id, key):
-        server = find_server(server_id)
-        if key not in server["metadata"]:
-            raise not_found("Metadata item was not found")
-        del server["metadata"][key]
-        store.update("servers", server_id, metadata=server["metadata"], updated=now())
-        bottle.response.status = 204
-        return ""
-
-    @app.get("/v2.1/servers/<server_id>/ips")
-    def server_ips(server_id):
-        return {"addresses": {name: [{"version": a["version"], "addr": a["addr"]}
-                                     for a in entries]
-                              for name, entries in addresses(find_server(server_id)).items()}}
-
-    @app.get("/v2.1/servers/<server_id>/os-security-groups")
-    def server_security_groups(server_id):
-        server = find_server(server_id)
-        return {"security_groups": [{
-            "id": g["id"], "name": g["name"], "description": "",
-            "tenant_id": cloud.identity["project_id"], "rules": []}
-            for g in server["security_groups"]]}
-
-    @app.get("/v2.1/servers/<server_id>/os-volume_attachments")
-    def server_volume_attachments(server_id):
-        server = find_server(server_id)
-        return {"volumeAttachments": [{
-            "id": v["id"], "volumeId": v["id"], "serverId": server_id, "device": "/dev/vda",
-            **({"tag": None} if at_least("2.70") else {}),
-            **({"delete_on_termination": v["delete_on_termination"]}
-               if at_least("2.79") else {}),
-            **({"attachment_id": v["id"], "bdm_uuid": v["id"]} if at_least("2.89") else {}),
-        } for v in server["volumes"]]}
-
-    @app.get("/v2.1/servers/<server_id>/os-interface")
-    def server_interfaces(server_id):
-        server = find_server(server_id)
-        port = store.get("ports", server["port_id"])
-        return {"interfaceAttachments": [] if port is None else [{
-            "port_id": port["id"], "net_id": port["network_id"], "mac_addr":
-            port["mac_address"], "port_state": port["status"], "fixed_ips": port["fixed_ips"],
-            **({"tag": None} if at_least("2.70") else {})}]}
-
-    # --- zones, limits, quotas -------------------------------------------------------
-
-    @app.get("/v2.1/os-availability-zone")
-    def availability_zones():
-        return {"availabilityZoneInfo": [{"zoneName": ZONE, "zoneState": {"available": True},
-                                          "hosts": None}]}
-
-    @app.get("/v2.1/os-availability-zone/detail")
-    def availability_zones_detail():
-        return {"availabilityZoneInfo": [{"zoneName": ZONE, "zoneState": {"available": True},
-                                          "hosts": {"localcloud": {"nova-compute": {
-                                              "available": True, "active": True,
-                                              "updated_at": now()}}}}]}
-
-    @app.get("/v2.1/limits")
-    def limits():
-        used = cloud.usage()
-        absolute = {
-            "maxTotalInstances": cloud.quota("instances"),
-            "maxTotalCores": cloud.quota("cores"), "maxTotalRAMSize": cloud.quota("ram"),
-            "maxServerMeta": cloud.quota("metadata_items"),
-            "maxImageMeta": cloud.quota("metadata_items"),
-            "maxTotalKeypairs": cloud.quota("key_pairs"),
-            "maxServerGroups": cloud.quota("server_groups"),
-            "maxServerGroupMembers": cloud.quota("server_group_members"),
-            "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
-            "totalRAMUsed": used["ram"], "totalServerGroupsUsed": 0,
-        }
-        if not at_least("2.57"):
-            absolute.update({"maxPersonality": 5, "maxPersonalitySize": 10240})
-        if not at_least("2.36"):
-            absolute.update({
-                "maxTotalFloatingIps": cloud.quota("floatingip"),
-                "maxSecurityGroups": cloud.quota("security_group"),
-                "maxSecurityGroupRules": cloud.quota("security_group_rule"),
-                "totalFloatingIpsUsed": used["floatingip"],
-                "totalSecurityGroupsUsed": used["security_group"]})
-        return {"limits": {"rate": [], "absolute": absolute}}
-
-    NOVA_QUOTAS = ("instances", "cores", "ram", "key_pairs", "metadata_items",
-                   "server_groups", "server_group_members")
-
-    def quota_view(detail: bool) -> dict:
-        used = cloud.usage()
-        view = {"id": cloud.identity["project_id"]}
-        for name in NOVA_QUOTAS:
-            view[name] = ({"limit": cloud.quota(name), "in_use": used[name], "reserved": 0}
-                          if detail else cloud.quota(name))
-        if not at_least("2.57"):
-            view.update({k: ({"limit": v, "in_use": 0, "reserved": 0} if detail else v)
-                         for k, v in (("injected_files", 5),
-                                      ("injected_file_content_bytes", 10240),
-                                      ("injected_file_path_bytes", 255))})
-        return {"quota_set": view}
-
-    @app.get("/v2.1/os-quota-sets/<project_id>")
-    def show_quota(project_id):
-        return quota_view(detail=False)
-
-    @app.get("/v2.1/os-quota-sets/<project_id>/detail")
-    def show_quota_detail(project_id):
-        return quota_view(detail=True)
-
+    app.install(Inject(cloud=cloud))
+    app.get("/", auth=False, callback=versions)
+    app.get("/v2.1", auth=False, callback=version)
+    app.get("/v2.1/", auth=False, callback=version)
+    app.get("/v2.1/flavors", callback=list_flavors)
+    app.get("/v2.1/flavors/detail", callback=list_flavors_detail)
+    app.get("/v2.1/flavors/<flavor_id>", callback=show_flavor)
+    app.get("/v2.1/flavors/<flavor_id>/os-extra_specs", callback=flavor_extra_specs)
+    app.get("/v2.1/os-keypairs", callback=list_keypairs)
+    app.get("/v2.1/os-keypairs/<name>", callback=show_keypair)
+    app.post("/v2.1/os-keypairs", op="keypair.create", callback=create_keypair)
+    app.delete("/v2.1/os-keypairs/<name>", op="keypair.delete", callback=delete_keypair)
+    app.get("/v2.1/servers", callback=list_servers)
+    app.get("/v2.1/servers/detail", callback=list_servers_detail)
+    app.get("/v2.1/servers/<server_id>", callback=show_server)
+    app.post("/v2.1/servers", op="server.create", callback=create_server)
+    app.put("/v2.1/servers/<server_id>", op="server.update", callback=update_server)
+    app.delete("/v2.1/servers/<server_id>", op="server.delete", callback=delete_server)
+    app.post("/v2.1/servers/<server_id>/action", op="server.action", callback=server_action)
+    metadata = "/v2.1/servers/<server_id>/metadata"
+    app.get(metadata, callback=list_metadata)
+    app.put(metadata, op="server.metadata", callback=replace_metadata)
+    app.post(metadata, op="server.metadata", callback=update_metadata)
+    app.get(metadata + "/<key>", callback=show_metadata_item)
+    app.put(metadata + "/<key>", op="server.metadata", callback=set_metadata_item)
+    app.delete(metadata + "/<key>", op="server.metadata", callback=delete_metadata_item)
+    app.get("/v2.1/servers/<server_id>/ips", callback=server_ips)
+    app.get("/v2.1/servers/<server_id>/os-security-groups", callback=server_security_groups)
+    app.get("/v2.1/servers/<server_id>/os-volume_attachments",
+            callback=server_volume_attachments)
+    app.get("/v2.1/servers/<server_id>/os-interface", callback=server_interfaces)
+    app.get("/v2.1/os-availability-zone", callback=availability_zones)
+    app.get("/v2.1/os-availability-zone/detail", callback=availability_zones_detail)
+    app.get("/v2.1/limits", callback=limits)
+    app.get("/v2.1/os-quota-sets/<project_id>", callback=show_quota)
+    app.get("/v2.1/os-quota-sets/<project_id>/detail", callback=show_quota_detail)
     return app
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def url(*parts: str) -> str:
+    return "/".join([base_url() + "/v2.1", *parts])
+
+
+def bookmark(*parts: str) -> str:
+    return "/".join([base_url(), *parts])
+
+
+def links(kind: str, item_id: str) -> list[dict]:
+    return [link(url(kind, item_id)), link(bookmark(kind, item_id), "bookmark")]
+
+
+def find_server(cloud, server_id: str) -> dict:
+    server = cloud.store.get("servers", server_id)
+    if server is None:
+        raise not_found(f"Instance {server_id} could not be found.")
+    return server
+
+
+def find_flavor(cloud, flavor_id: str) -> dict:
+    for flavor in cloud.store.all("flavors"):
+        if str(flavor_id) in (flavor["id"], flavor["name"]):
+            return flavor
+    raise not_found(f"Flavor {flavor_id} could not be found.")
+
+
+def find_image(cloud, image_id: str) -> dict:
+    image = cloud.store.get("images", image_id)
+    if image is None:
+        raise bad_request("Can not find requested image")
+    if image["status"] != "active":
+        raise bad_request(f"Image {image_id} is not active.")
+    return image
+
+
+def created(body: dict, status: int = 202) -> dict:
+    bottle.response.status = status
+    return body
+
+
+def accepted() -> str:
+    bottle.response.status = 202
+    return ""
+
+
+# --- versions ------------------------------------------------------------------------------
+
+
+def version_document(version_id: str) -> dict:
+    current = version_id == "v2.1"
+    return {"id": version_id, "status": "CURRENT" if current else "SUPPORTED",
+            "version": MICROVERSIONS.maximum if current else "",
+            "min_version": MICROVERSIONS.minimum if current else "",
+            "updated": "2013-07-23T11:33:21Z",
+            "links": [link(f"{base_url()}/{version_id}/")],
+            "media-types": [{"base": "application/json",
+                             "type": "application/vnd.openstack.compute+json;version=2.1"}]}
+
+
+def versions():
+    return {"versions": [version_document("v2.0"), version_document("v2.1")]}
+
+
+def version():
+    return {"version": version_document("v2.1")}
+
+
+# --- flavors -------------------------------------------------------------------------------
+
+
+def flavor_view(flavor: dict, detail: bool) -> dict:
+    view = {"id": flavor["id"], "name": flavor["name"], "links": links("flavors",
+                                                                       flavor["id"])}
+    if at_least("2.55"):
+        view["description"] = flavor["description"]
+    if not detail:
+        return view
+    view.update({"ram": flavor["ram"], "disk": flavor["disk"], "vcpus": flavor["vcpus"],
+                 "swap": flavor["swap"] if at_least("2.75") else (flavor["swap"] or ""),
+                 "OS-FLV-EXT-DATA:ephemeral": flavor["ephemeral"],
+                 "os-flavor-access:is_public": flavor["is_public"]})
+    if not at_least("2.102"):
+        view["rxtx_factor"] = flavor["rxtx_factor"]
+        view["OS-FLV-DISABLED:disabled"] = False
+    if at_least("2.61"):
+        view["extra_specs"] = flavor["extra_specs"]
+    return view
+
+
+def flavors(cloud, detail: bool) -> dict:
+    query = bottle.request.query
+    found = sorted(cloud.store.all("flavors"), key=lambda f: int(f["id"]))
+    if query.get("minRam"):
+        found = [f for f in found if f["ram"] >= int(query.minRam)]
+    if query.get("minDisk"):
+        found = [f for f in found if f["disk"] >= int(query.minDisk)]
+    if query.get("name") and at_least("2.102"):
+        found = [f for f in found if f["name"] == query.name]
+    return {"flavors": [flavor_view(f, detail) for f in found]}
+
+
+def list_flavors(cloud):
+    return flavors(cloud, detail=False)
+
+
+def list_flavors_detail(cloud):
+    return flavors(cloud, detail=True)
+
+
+def show_flavor(cloud, flavor_id):
+    return {"flavor": flavor_view(find_flavor(cloud, flavor_id), detail=True)}
+
+
+def flavor_extra_specs(cloud, flavor_id):
+    return {"extra_specs": find_flavor(cloud, flavor_id)["extra_specs"]}
+
+
+# --- keypairs ------------------------------------------------------------------------------
+
+
+def keypair_view(cloud, keypair: dict, full: bool) -> dict:
+    view = {"name": keypair["name"], "public_key": keypair["public_key"],
+            "fingerprint": keypair["fingerprint"]}
+    if at_least("2.2"):
+        view["type"] = keypair["type"]
+    if full:
+        view.update({"user_id": cloud.identity["user_id"], "id": keypair["numeric_id"],
+                     "created_at": keypair["created_at"].replace("Z", ".000000"),
+                     "deleted": False, "deleted_at": None, "updated_at": None})
+    return view
+
+
+def list_keypairs(cloud):
+    return {"keypairs": [{"keypair": keypair_view(cloud, k, False)}
+                         for k in sorted(cloud.store.all("keypairs"), key=lambda k: k["name"])]}
+
+
+def show_keypair(cloud, name):
+    keypair = cloud.store.get("keypairs", name)
+    if keypair is None:
+        raise not_found(f"Keypair {name} not found for user {cloud.identity['user_id']}")
+    return {"keypair": keypair_view(cloud, keypair, True)}
+
+
+def create_keypair(cloud):
+    key_properties = {"name": {"type": "string", "minLength": 1, "maxLength": 255,
+                               "pattern": r"^[a-zA-Z0-9 @._-]+$" if at_least("2.92")
+                               else r"^[\x20-\x7E]+$"},
+                      "public_key": {"type": "string"}}
+    if at_least("2.2"):
+        key_properties["type"] = {"type": "string", "enum": ["ssh", "x509"]}
+    if at_least("2.10"):
+        key_properties["user_id"] = {"type": "string"}
+    required = ("name", "public_key") if at_least("2.92") else ("name",)
+    body = json_body(strict({"keypair": strict(key_properties, required)}, ("keypair",)))
+    request = body["keypair"]
+    if cloud.store.get("keypairs", request["name"]):
+        raise conflict(f"Key pair '{request['name']}' already exists.")
+    cloud.check_quota(key_pairs=1)
+    private_key = None
+    public_key = request.get("public_key")
+    if public_key is None:
+        private_key, public_key = generate_keypair()
+    fingerprint = ssh_fingerprint(public_key)
+    keypair = {"id": request["name"], "name": request["name"], "public_key": public_key,
+               "fingerprint": fingerprint, "type": request.get("type", "ssh"),
+               "created_at": now(), "numeric_id": len(cloud.store.all("keypairs")) + 1}
+    cloud.store.put("keypairs", keypair)
+    view = keypair_view(cloud, keypair, False)
+    view["user_id"] = cloud.identity["user_id"]
+    if private_key:
+        view["private_key"] = private_key
+    return created({"keypair": view}, 201 if at_least("2.2") else 200)
+
+
+def delete_keypair(cloud, name):
+    if cloud.store.delete("keypairs", name) is None:
+        raise not_found(f"Keypair {name} not found for user {cloud.identity['user_id']}")
+    bottle.response.status = 204 if at_least("2.2") else 202
+    return ""
+
+
+# --- servers: views ------------------------------------------------------------------------
+
+
+def status(server: dict) -> str:
+    return TASK_STATUS.get(server["task_state"], ACTIVE_STATUS[server["vm_state"]])
+
+
+def addresses(cloud, server: dict) -> dict:
+    if server["vm_state"] == "building":
+        return {}
+    port = cloud.store.get("ports", server["port_id"])
+    if port is None:
+        return {}
+    network = cloud.store.get("networks", port["network_id"])
+    entries = [{"version": 4, "addr": ip["ip_address"], "OS-EXT-IPS:type": "fixed",
+                "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]} for ip in port["fixed_ips"]]
+    entries += [{"version": 4, "addr": f["floating_ip_address"],
+                 "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}
+                for f in cloud.store.find("floatingips", port_id=port["id"])]
+    return {network["name"]: entries}
+
+
+def flavor_of(cloud, server: dict) -> dict:
+    flavor = cloud.store.get("flavors", server["flavor_id"])
+    if at_least("2.47"):
+        return {"vcpus": flavor["vcpus"], "ram": flavor["ram"], "disk": flavor["disk"],
+                "ephemeral": flavor["ephemeral"], "swap": flavor["swap"],
+                "original_name": flavor["name"], "extra_specs": flavor["extra_specs"]}
+    return {"id": flavor["id"], "links": [link(bookmark("flavors", flavor["id"]),
+                                               "bookmark")]}
+
+
+def image_of(cloud, server: dict):
+    if not server["image_id"]:
+        return ""
+    image = {"id": server["image_id"],
+             "links": [link(bookmark("images", server["image_id"]), "bookmark")]}
+    if at_least("2.98"):
+        image["properties"] = {k: v for k, v in (cloud.store.get("images", server["image_id"])
+                                                 or {}).get("properties", {}).items()
+                               if k in IMAGE_META_PROPS}
+    return image
+
+
+def server_view(cloud, server: dict) -> dict:
+    view = {
+        "id": server["id"], "name": server["name"], "status": status(server),
+        "tenant_id": cloud.identity["project_id"], "user_id": cloud.identity["user_id"],
+        "metadata": server["metadata"], "hostId": host_id(server),
+        "image": image_of(cloud, server), "flavor": flavor_of(cloud, server),
+        "created": server["created"], "updated": server["updated"],
+        "addresses": addresses(cloud, server), "accessIPv4": server["access_ipv4"],
+        "accessIPv6": server["access_ipv6"], "links": links("servers", server["id"]),
+        "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": ZONE
+        if server["vm_state"] != "building" else "",
+        "config_drive": server["config_drive"], "key_name": server["key_name"],
+        "OS-SRV-USG:launched_at": launched_at(server),
+        "OS-SRV-USG:terminated_at": None,
+        "security_groups": [{"name": g["name"]} for g in server["security_groups"]],
+        "OS-EXT-STS:task_state": server["task_state"],
+        "OS-EXT-STS:vm_state": server["vm_state"],
+        "OS-EXT-STS:power_state": server["power_state"],
+        "os-extended-volumes:volumes_attached": [
+            {"id": v["id"], **({"delete_on_termination": v["delete_on_termination"]}
+                               if at_least("2.3") else {})} for v in server["volumes"]],
+    }
+    if status(server) in ("ERROR", "DELETED") and server["fault"]:
+        view["fault"] = server["fault"]
+    if status(server) in ("BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"):
+        view["progress"] = 0
+    if at_least("2.9"):
+        view["locked"] = server["locked"]
+    if at_least("2.19"):
+        view["description"] = server["description"]
+    if at_least("2.26"):
+        view["tags"] = server["tags"]
+    if at_least("2.63"):
+        view["trusted_image_certificates"] = None
+    if at_least("2.73"):
+        view["locked_reason"] = None
+    if at_least("2.90"):
+        view["OS-EXT-SRV-ATTR:hostname"] = server["hostname"]
+    if at_least("2.96"):
+        view["pinned_availability_zone"] = server["availability_zone"]
+    if at_least("2.100"):
+        view["scheduler_hints"] = server["scheduler_hints"]
+    return view
+
+
+def summary_view(server: dict) -> dict:
+    return {"id": server["id"], "name": server["name"],
+            "links": links("servers", server["id"])}
+
+
+# --- servers: list, show, create, update, delete -------------------------------------------
+
+
+def matching_servers(cloud) -> list[dict]:
+    query = bottle.request.query
+    found = sorted(cloud.store.all("servers"), key=lambda s: s["created"], reverse=True)
+    if query.get("name"):
+        try:
+            pattern = re.compile(query.name)
+        except re.error:
+            raise bad_request(f"Invalid regex pattern: {query.name}") from None
+        found = [s for s in found if pattern.search(s["name"])]
+    if query.get("status"):
+        found = [s for s in found if status(s) == query.status.upper()]
+    if query.get("image"):
+        found = [s for s in found if s["image_id"] == query.image]
+    if query.get("flavor"):
+        found = [s for s in found if s["flavor_id"] == query.flavor]
+    if query.get("ip"):
+        found = [s for s in found if any(
+            re.search(query.ip, a["addr"]) for entries in addresses(cloud, s).values()
+            for a in entries)]
+    if query.get("marker"):
+        ids = [s["id"] for s in found]
+        if query.marker not in ids:
+            raise bad_request(f"marker [{query.marker}] not found")
+        found = found[ids.index(query.marker) + 1:]
+    if query.get("limit"):
+        found = found[:int(query.limit)]
+    return found
+
+
+def list_servers(cloud):
+    return {"servers": [summary_view(s) for s in matching_servers(cloud)]}
+
+
+def list_servers_detail(cloud):
+    return {"servers": [server_view(cloud, s) for s in matching_servers(cloud)]}
+
+
+def show_server(cloud, server_id):
+    view = server_view(cloud, find_server(cloud, server_id))
+    if at_least("2.71"):
+        view["server_groups"] = []
+    return {"server": view}
+
+
+def create_server(cloud):
+    body = json_body(create_schema())
+    request = body["server"]
+    spec = server_spec(cloud, request)
+    spec["scheduler_hints"] = body.get("os:scheduler_hints") or body.get(
+        "OS-SCH-HNT:scheduler_hints") or {}
+    server = cloud.create_server(spec)
+    bottle.response.set_header("Location", url("servers", server["id"]))
+    result = {"id": server["id"], "links": links("servers", server["id"]),
+              "OS-DCF:diskConfig": "MANUAL",
+              "security_groups": [{"name": g["name"]} for g in spec["security_groups"]]}
+    if not at_least("2.91") or request.get("adminPass"):
+        result["adminPass"] = request.get("adminPass") or "localcloud-not-a-password"
+    return created({"server": result})
+
+
+def server_spec(cloud, request: dict) -> dict:
+    """Check the parts of a create request that need the cloud's records."""
+    flavor = find_flavor(cloud, str(request["flavorRef"]).rsplit("/", 1)[-1])
+    spec = {"name": request["name"], "flavor": flavor,
+            "metadata": request.get("metadata", {}), "description":
+            request.get("description"), "tags": request.get("tags", []),
+            "availability_zone": request.get("availability_zone"),
+            "access_ipv4": request.get("accessIPv4", ""),
+            "access_ipv6": request.get("accessIPv6", ""),
+            "hostname": request.get("hostname") or hostname_from(request["name"])}
+    if spec["availability_zone"] not in (None, ZONE):
+        raise bad_request("The requested availability zone is not available")
+    if int(request.get("min_count", 1)) > 1 or int(request.get("max_count", 1)) > 1:
+        raise bad_request("This cloud boots one server per request.")
+    if request.get("user_data") is not None:
+        spec["user_data"] = decode_user_data(request["user_data"])
+    if request.get("key_name"):
+        if cloud.store.get("keypairs", request["key_name"]) is None:
+            raise bad_request("Invalid key_name provided.")
+        spec["key_name"] = request["key_name"]
+    spec["security_groups"] = security_groups(cloud, request.get("security_groups",
+                                                                 [{"name": "default"}]))
+    spec.update(boot_source(cloud, request))
+    spec.update(network_choice(cloud, request.get("networks")))
+    return spec
+
+
+def decode_user_data(value: str) -> str:
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        raise bad_request("User data needs to be valid base 64.") from None
+
+
+def security_groups(cloud, requested: list[dict]) -> list[dict]:
+    groups = []
+    for wanted in requested:
+        match = [g for g in cloud.store.all("security_groups")
+                 if wanted["name"] in (g["name"], g["id"])]
+        if not match:
+            raise bad_request(f"Security group {wanted['name']} not found for project "
+                              f"{cloud.identity['project_id']}.")
+        groups.append({"id": match[0]["id"], "name": match[0]["name"]})
+    return groups
+
+
+def boot_source(cloud, request: dict) -> dict:
+    if request.get("block_device_mapping"):
+        raise bad_request("The legacy block_device_mapping is not supported here; use "
+                          "block_device_mapping_v2.")
+    boot = [b for b in request.get("block_device_mapping_v2", [])
+            if str(b.get("boot_index", "0")) == "0"]
+    if not boot:
+        image_ref = request.get("imageRef", "")
+        if not image_ref:
+            raise bad_request("Missing imageRef attribute")
+        return {"image_id": find_image(cloud, image_ref.rsplit("/", 1)[-1])["id"]}
+    mapping = boot[0]
+    source = mapping.get("source_type")
+    destination = mapping.get("destination_type", "volume" if source == "volume"
+                              else "local")
+    delete = str(mapping.get("delete_on_termination", False)).lower() in (
+        "true", "1", "on", "yes")
+    if source == "image" and destination == "volume":
+        image = find_image(cloud, mapping.get("uuid") or mapping.get("image_id", ""))
+        if not mapping.get("volume_size"):
+            raise bad_request("Images with destination_type 'volume' need to have a "
+                              "non-zero size specified")
+        return {"image_id": "", "boot_volume": {
+            "image_id": image["id"], "new_size": int(mapping["volume_size"]),
+            "delete_on_termination": delete}}
+    if source == "image" and destination == "local":
+        return {"image_id": find_image(cloud, mapping.get("uuid", ""))["id"]}
+    if source == "volume":
+        volume = cloud.store.get("volumes", mapping.get("uuid") or mapping.get("volume_id", ""))
+        if volume is None:
+            raise bad_request(f"Block Device Mapping is Invalid: failed to get volume "
+                              f"{mapping.get('uuid')}.")
+        if volume["status"] != "available" or not volume["image_id"]:
+            raise bad_request(f"Block Device Mapping is Invalid: volume {volume['id']} "
+                              f"is not available or not bootable.")
+        return {"image_id": "", "boot_volume": {
+            "volume_id": volume["id"], "delete_on_termination": delete}}
+    raise bad_request(f"Block Device Mapping is Invalid: source_type {source} with "
+                      f"destination_type {destination} is not supported here.")
+
+
+def network_choice(cloud, networks) -> dict:
+    private = cloud.network(external=False)
+    if networks in (None, "auto") or networks == []:
+        return {}
+    if networks == "none":
+        raise bad_request("Servers without a network are not supported by this cloud.")
+    if len(networks) > 1:
+        raise bad_request("This cloud gives each server one network interface.")
+    wanted = networks[0]
+    if wanted.get("port"):
+        port = cloud.store.get("ports", wanted["port"])
+        if port is None:
+            raise bad_request(f"Port {wanted['port']} could not be found.")
+        return {"port_id": port["id"]}
+    if wanted.get("uuid") and wanted["uuid"] != private["id"]:
+        if cloud.store.get("networks", wanted["uuid"]) is None:
+            raise bad_request(f"Network {wanted['uuid']} could not be found.")
+        raise bad_request(f"Network {wanted['uuid']} is external; servers attach to the "
+                          f"network {private['id']} ({private['name']}).")
+    return {"fixed_ip": wanted.get("fixed_ip")}
+
+
+def update_server(cloud, server_id):
+    find_server(cloud, server_id)
+    properties = {"name": NAME, "accessIPv4": SERVER_CREATE["accessIPv4"],
+                  "accessIPv6": SERVER_CREATE["accessIPv6"],
+                  "OS-DCF:diskConfig": SERVER_CREATE["OS-DCF:diskConfig"]}
+    if at_least("2.19"):
+        properties["description"] = SERVER_CREATE["description"]
+    if at_least("2.90"):
+        properties["hostname"] = SERVER_CREATE["hostname"]
+    request = json_body(strict({"server": strict(properties)}, ("server",)))["server"]
+    changes = {"updated": now()}
+    for key, field in (("name", "name"), ("description", "description"),
+                       ("hostname", "hostname"), ("accessIPv4", "access_ipv4"),
+                       ("accessIPv6", "access_ipv6")):
+        if key in request:
+            changes[field] = request[key]
+    return {"server": server_view(cloud, cloud.store.update("servers", server_id, **changes))}
+
+
+def delete_server(cloud, server_id):
+    server = find_server(cloud, server_id)
+    if server["locked"]:
+        raise conflict(f"Instance {server_id} is locked")
+    if server["task_state"] != "deleting":
+        cloud.delete_server(server_id)
+    bottle.response.status = 204
+    return ""
+
+
+# --- server actions ------------------------------------------------------------------------
+
+
+def server_action(cloud, server_id):
+    server = find_server(cloud, server_id)
+    body = json_body()
+    if not isinstance(body, dict) or len(body) != 1:
+        raise bad_request("There is either no action or more than one action in the "
+                          "request body.")
+    (action, argument), = body.items()
+    handler = ACTIONS.get(action)
+    if handler is None:
+        raise bad_request(f"There is no such action: {action}")
+    cloud.faults.delay(f"server.{action}")
+    rule = cloud.faults.take(f"server.{action}", ("http",))
+    if rule:
+        raise ApiError(int(rule.get("status", 500)), rule.get("message", "Injected fault"))
+    return handler(cloud, server, argument)
+
+
+def require_state(server: dict, action: str, *states: str) -> None:
+    if server["vm_state"] not in states or server["task_state"] is not None:
+        raise conflict(f"Cannot '{action}' instance {server['id']} while it is in "
+                       f"vm_state {server['vm_state']}" +
+                       (f", task_state {server['task_state']}"
+                        if server["task_state"] else ""))
+
+
+def no_argument(argument, action: str) -> None:
+    if argument is not None and argument != {}:
+        raise bad_request(f"Invalid input for field/attribute {action}. "
+                          f"Value: {argument}. None is not of type 'null'")
+
+
+def stop(cloud, server, argument):
+    no_argument(argument, "os-stop")
+    require_state(server, "stop", "active", "error")
+    cloud.power(server["id"], "stop")
+    return accepted()
+
+
+def start(cloud, server, argument):
+    no_argument(argument, "os-start")
+    require_state(server, "start", "stopped")
+    cloud.power(server["id"], "start")
+    return accepted()
+
+
+def reboot(cloud, server, argument):
+    if not isinstance(argument, dict) or set(argument) != {"type"} or \
+            str(argument["type"]).upper() not in ("HARD", "SOFT"):
+        raise bad_request("Invalid input for field/attribute reboot. Value: "
+                          f"{argument}. 'type' is a required property")
+    require_state(server, "reboot", "active", "stopped", "error")
+    cloud.power(server["id"], "reboot")
+    return accepted()
+
+
+def create_image(cloud, server, argument):
+    if not isinstance(argument, dict) or set(argument) - {"name", "metadata"} or \
+            not isinstance(argument.get("name"), str) or not argument["name"].strip():
+        raise bad_request("Invalid input for field/attribute createImage. 'name' is a "
+                          "required property and only 'name' and 'metadata' are allowed")
+    metadata = argument.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str)
+                                                 for v in metadata.values()):
+        raise bad_request("Invalid input for field/attribute metadata.")
+    require_state(server, "createImage", "active", "stopped")
+    image = cloud.snapshot_server(server["id"], argument["name"], metadata)
+    bottle.response.set_header("Location", bookmark("images", image["id"]))
+    if at_least("2.45"):
+        return created({"image_id": image["id"]})
+    return accepted()
+
+
+ACTIONS = {"os-stop": stop, "os-start": start, "reboot": reboot, "createImage": create_image}
+
+
+# --- server metadata, addresses, security groups -------------------------------------------
+
+
+def list_metadata(cloud, server_id):
+    return {"metadata": find_server(cloud, server_id)["metadata"]}
+
+
+def write_metadata(cloud, server_id: str, replace: bool) -> dict:
+    server = find_server(cloud, server_id)
+    metadata = json_body(strict({"metadata": METADATA}, ("metadata",)))["metadata"]
+    merged = metadata if replace else {**server["metadata"], **metadata}
+    if len(merged) > cloud.quota("metadata_items"):
+        raise ApiError(403, "Quota exceeded for metadata_items: the maximum is "
+                       f"{cloud.quota('metadata_items')}")
+    cloud.store.update("servers", server_id, metadata=merged, updated=now())
+    return {"metadata": merged}
+
+
+def replace_metadata(cloud, server_id):
+    return write_metadata(cloud, server_id, replace=True)
+
+
+def update_metadata(cloud, server_id):
+    return write_metadata(cloud, server_id, replace=False)
+
+
+def show_metadata_item(cloud, server_id, key):
+    metadata = find_server(cloud, server_id)["metadata"]
+    if key not in metadata:
+        raise not_found("Metadata item was not found")
+    return {"meta": {key: metadata[key]}}
+
+
+def set_metadata_item(cloud, server_id, key):
+    server = find_server(cloud, server_id)
+    meta = json_body(strict({"meta": {**METADATA, "minProperties": 1,
+                                      "maxProperties": 1}}, ("meta",)))["meta"]
+    if key not in meta:
+        raise bad_request("Request body and URI mismatch")
+    cloud.store.update("servers", server_id, metadata={**server["metadata"], **meta},
+                       updated=now())
+    return {"meta": meta}
+
+
+def delete_metadata_item(cloud, server_id, key):
+    server = find_server(cloud, server_id)
+    if key not in server["metadata"]:
+        raise not_found("Metadata item was not found")
+    del server["metadata"][key]
+    cloud.store.update("servers", server_id, metadata=server["metadata"], updated=now())
+    bottle.response.status = 204
+    return ""
+
+
+def server_ips(cloud, server_id):
+    return {"addresses": {name: [{"version": a["version"], "addr": a["addr"]}
+                                 for a in entries]
+                          for name, entries in addresses(
+                              cloud, find_server(cloud, server_id)).items()}}
+
+
+def server_security_groups(cloud, server_id):
+    server = find_server(cloud, server_id)
+    return {"security_groups": [{
+        "id": g["id"], "name": g["name"], "description": "",
+        "tenant_id": cloud.identity["project_id"], "rules": []}
+        for g in server["security_groups"]]}
+
+
+def server_volume_attachments(cloud, server_id):
+    server = find_server(cloud, server_id)
+    return {"volumeAttachments": [{
+        "id": v["id"], "volumeId": v["id"], "serverId": server_id, "device": "/dev/vda",
+        **({"tag": None} if at_least("2.70") else {}),
+        **({"delete_on_termination": v["delete_on_termination"]}
+           if at_least("2.79") else {}),
+        **({"attachment_id": v["id"], "bdm_uuid": v["id"]} if at_least("2.89") else {}),
+    } for v in server["volumes"]]}
+
+
+def server_interfaces(cloud, server_id):
+    server = find_server(cloud, server_id)
+    port = cloud.store.get("ports", server["port_id"])
+    return {"interfaceAttachments": [] if port is None else [{
+        "port_id": port["id"], "net_id": port["network_id"], "mac_addr":
+        port["mac_address"], "port_state": port["status"], "fixed_ips": port["fixed_ips"],
+        **({"tag": None} if at_least("2.70") else {})}]}
+
+
+# --- zones, limits, quotas -----------------------------------------------------------------
+
+
+def availability_zones():
+    return {"availabilityZoneInfo": [{"zoneName": ZONE, "zoneState": {"available": True},
+                                      "hosts": None}]}
+
+
+def availability_zones_detail():
+    return {"availabilityZoneInfo": [{"zoneName": ZONE, "zoneState": {"available": True},
+                                      "hosts": {"localcloud": {"nova-compute": {
+                                          "available": True, "active": True,
+                                          "updated_at": now()}}}}]}
+
+
+def limits(cloud):
+    used = cloud.usage()
+    absolute = {
+        "maxTotalInstances": cloud.quota("instances"),
+        "maxTotalCores": cloud.quota("cores"), "maxTotalRAMSize": cloud.quota("ram"),
+        "maxServerMeta": cloud.quota("metadata_items"),
+        "maxImageMeta": cloud.quota("metadata_items"),
+        "maxTotalKeypairs": cloud.quota("key_pairs"),
+        "maxServerGroups": cloud.quota("server_groups"),
+        "maxServerGroupMembers": cloud.quota("server_group_members"),
+        "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
+        "totalRAMUsed": used["ram"], "totalServerGroupsUsed": 0,
+    }
+    if not at_least("2.57"):
+        absolute.update({"maxPersonality": 5, "maxPersonalitySize": 10240})
+    if not at_least("2.36"):
+        absolute.update({
+            "maxTotalFloatingIps": cloud.quota("floatingip"),
+            "maxSecurityGroups": cloud.quota("security_group"),
+            "maxSecurityGroupRules": cloud.quota("security_group_rule"),
+            "totalFloatingIpsUsed": used["floatingip"],
+            "totalSecurityGroupsUsed": used["security_group"]})
+    return {"limits": {"rate": [], "absolute": absolute}}
+
+
+NOVA_QUOTAS = ("instances", "cores", "ram", "key_pairs", "metadata_items",
+               "server_groups", "server_group_members")
+
+
+def quota_view(cloud, detail: bool) -> dict:
+    used = cloud.usage()
+    view = {"id": cloud.identity["project_id"]}
+    for name in NOVA_QUOTAS:
+        view[name] = ({"limit": cloud.quota(name), "in_use": used[name], "reserved": 0}
+                      if detail else cloud.quota(name))
+    if not at_least("2.57"):
+        view.update({k: ({"limit": v, "in_use": 0, "reserved": 0} if detail else v)
+                     for k, v in (("injected_files", 5),
+                                  ("injected_file_content_bytes", 10240),
+                                  ("injected_file_path_bytes", 255))})
+    return {"quota_set": view}
+
+
+def show_quota(cloud, project_id):
+    return quota_view(cloud, detail=False)
+
+
+def show_quota_detail(cloud, project_id):
+    return quota_view(cloud, detail=True)
 
 
 # Standard image properties Nova embeds in a server's image from 2.98 on (a subset of

@@ -10,8 +10,8 @@ BIN=$PWD/.venv/bin
 echo "demo: building the image (a no-op when it is up to date)"
 "$BIN/ansible-playbook" playbooks/build_image.yml >var/demo-build.log \
     || { tail -30 var/demo-build.log; exit 1; }
-"$BIN/ssc-web" local up
-"$BIN/ssc-web" local launch --login demo
+"$BIN/localcloud" site up
+"$BIN/localcloud" site launch --login demo
 cat <<TEXT
 
 The app serves http://127.0.0.1:8080 (logs: var/web/serve.log, var/web/worker.log).

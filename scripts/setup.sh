@@ -2,19 +2,31 @@
 # Install everything the project needs on a Debian machine; idempotent and quiet when
 # nothing is missing. Called by `make setup` (and so by `make demo` and `make test`).
 #   scripts/setup.sh --controller   only what a site's controller runs (the playbooks and the
-#                                   web app): no Docker engine, Chromium or test tools
+#                                   web app): no Docker engine, Chromium, test tools or
+#                                   local cloud (localcloud/, with the Docker SDK and jsonschema)
+#   scripts/setup.sh --venv DIR     the Python packages into DIR instead of .venv
+# Every Python package comes at the version constraints.txt names (scripts/lock.sh writes it).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 # chromium: the browser of the end-to-end tests (Playwright drives it; never `playwright install`)
 APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates chromium)
-VENV=.venv
-EXTRAS='[dev]'
+VENV=
+# what pip installs, editable: the product with its test tools, and the local cloud
+PROJECTS=(".[dev]" ./localcloud)
+CHECK='import web, ansible_runner, openstack, localcloud, docker'
 CONTROLLER=false
-if [ "${1:-}" = "--controller" ]; then
-    CONTROLLER=true EXTRAS=''
-    APT_PACKAGES=(git openssh-client curl ca-certificates)
-fi
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --controller)
+            CONTROLLER=true PROJECTS=(.) CHECK='import web, ansible_runner, openstack'
+            APT_PACKAGES=(git openssh-client curl ca-certificates) ;;
+        --venv) VENV=$(realpath -m -- "${2:?--venv needs a directory}"); shift ;;
+        *) echo "usage: $0 [--controller] [--venv DIR]" >&2; exit 2 ;;
+    esac
+    shift
+done
+cd "$(dirname "$0")/.."
+VENV=${VENV:-$PWD/.venv}
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -48,13 +60,23 @@ start_docker() {
 }
 
 install_venv() {
+    # the stamp: what was asked and the hashes of every file that says what to install
     local stamp="$VENV/.installed" want
-    want="$(sha256sum pyproject.toml | cut -d' ' -f1) $EXTRAS"
+    want="$(cat pyproject.toml localcloud/pyproject.toml localcloud/setup.py constraints.txt \
+        | sha256sum | cut -d' ' -f1) ${PROJECTS[*]}"
     [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && return 0
     say "installing Python packages into $VENV"
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".$EXTRAS" 2>&1 | grep -v '^WARNING: Location' || true
-    "$VENV/bin/python" -c 'import localcloud, ansible_runner, openstack' # fails loudly if the install did
+    # One at a time: in a venv from before localcloud had its own pyproject.toml, pip
+    # replacing the product after installing ssc-localcloud would take the `localcloud`
+    # script away with the old product.
+    for project in "${PROJECTS[@]}"; do
+        "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e "$project" \
+            2>&1 | grep -v '^WARNING: Location' || true
+    done
+    # fails loudly if the install did (-P: not from the checkout, only what was installed)
+    (cd / && "$VENV/bin/python" -P -c "$CHECK")
+    $CONTROLLER || [ -x "$VENV/bin/localcloud" ]
     echo "$want" >"$stamp"
 }
 

@@ -1,5 +1,5 @@
 """The web trigger as it runs for real: `ssc-web serve` and `ssc-web worker` processes
-(web/localsite.py, as `make demo` starts them) on the local cloud, the image built, the
+(localcloud/site.py, as `make demo` starts them) on the local cloud, the image built, the
 GitHub stand-in for sign-in. Each test gets its own site (directory, port, database)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import socket
 import pytest
 
 from localcloud.config import Config as CloudConfig
+from localcloud.site import LocalSite
 from tests.helpers import VAR
-from web.localsite import LocalSite
 
 
 def free_port() -> int:

@@ -8,10 +8,10 @@ import time
 
 from openstack.compute.v2.server import Server
 
+from localcloud.site import SiteUser
 from tests.e2e.conftest import delete_vm
 from tests.helpers import BIN, ROOT
 from web import db, vms
-from web.localsite import SiteUser
 
 LOGIN = "reconcile-researcher"
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import signal
 import time
 
+from localcloud.site import SiteUser
 from tests.e2e.conftest import delete_vm
 from tests.helpers import process_tree
-from web.localsite import SiteUser
 
 LOGIN = "restart-researcher"
 VM = f"ssc-r2d-{LOGIN}"

@@ -1,6 +1,6 @@
 """ssc.repo2docker.server_snapshot: what it decides to do from the images it finds (Glance's
 JSON), and how it reads the requested properties. The module against a cloud is in
-tests/localcloud/test_modules.py."""
+tests/integration/test_modules.py."""
 
 import importlib.util
 from pathlib import Path

@@ -1,5 +1,6 @@
-"""The web trigger on this machine, on the local cloud: ``ssc-web local up|down|status|launch``.
+"""The web trigger on this machine, on the local cloud: ``localcloud site up|down|status|launch``.
 
+A test and demo tool, not part of the product: it drives the product (``web``) from outside.
 ``make demo`` serves the app on http://127.0.0.1:8080 with the local cloud's GitHub stand-in
 this way; the end-to-end tests and bench/web.py run the app and its job runner as the same
 real processes on other ports and directories.
@@ -28,14 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
-import yaml
 
 from localcloud import github
 from localcloud.config import Config as CloudConfig
 from web import db
 from web.config import Config, load
-from web.jobs import REPO_ROOT
 
+# The checkout whose playbooks, inventory and web app the site runs: make setup installs
+# localcloud in editable mode, so this folder is the package.
+REPO_ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = REPO_ROOT / "inventory" / "localcloud"
 SAMPLE_REPO = "ssc/sample-notebook"
 PROCESSES = ("worker", "serve")  # started in this order, stopped in the other
@@ -49,6 +51,9 @@ class SiteError(RuntimeError):
 
 @dataclass
 class LocalSite:
+    """One site of the web trigger in `directory`, served on 127.0.0.1:`port` by real
+    ``ssc-web serve`` and ``ssc-web worker`` processes, against the local cloud `cloud`."""
+
     directory: Path = REPO_ROOT / "var" / "web"
     port: int = 8080
     cloud: CloudConfig = field(default_factory=lambda: CloudConfig(
@@ -95,14 +100,13 @@ class LocalSite:
 
     def configuration(self, client_id: str) -> str:
         """The TOML of the site (see deploy/ssc-web.example.toml for every setting)."""
-        repos = yaml.safe_load((INVENTORY / "group_vars" / "all" / "user_vm.yml").read_text())
         stand_in = self.cloud.github_base_url
 
         def toml(value) -> str:  # TOML's basic strings and arrays read JSON's ASCII ones
             return json.dumps(value)
 
         return f"""\
-# Written by `ssc-web local up` for a site on this machine and the local cloud.
+# Written by `localcloud site up` for a site on this machine and the local cloud.
 [site]
 base_url = {toml(self.url)}
 database = "ssc-web.sqlite3"
@@ -118,10 +122,6 @@ client_id = {toml(client_id)}
 authorize_url = {toml(stand_in + "/login/oauth/authorize")}
 token_url = {toml(stand_in + "/login/oauth/access_token")}
 api_url = {toml(stand_in + "/api/v3")}
-
-[repos]
-allowed_hosts = {toml(repos["user_vm_allowed_hosts"])}
-allow_http_hosts = {toml(repos["user_vm_allow_http_hosts"])}
 
 [jobs]
 max_concurrent = {self.max_concurrent}
