@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: cull_plan
 short_description: Probe each user VM's Jupyter and decide which VMs go
-version_added: 0.2.0
+version_added: 0.1.0
 author: ssc-repo2docker developers
 description:
   - Asks the Jupyter server of every user VM (a server whose metadata names an owner,
@@ -283,20 +283,20 @@ def _target(server: dict, secret: str, port: int) -> tuple:
     return url, derive(secret, nonce)
 
 
+ARGUMENT_SPEC = dict(
+    servers=dict(type="list", elements="dict", required=True),
+    token_secret=dict(type="str", required=True, no_log=True),
+    port=dict(type="int", default=8888),
+    idle_hours=dict(type="float", required=True),
+    probe_timeout=dict(type="float", default=10),
+    concurrency=dict(type="int", default=20),
+    unreachable_report=dict(type="int", default=3),
+    unreachable_delete=dict(type="int", default=0),
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            servers=dict(type="list", elements="dict", required=True),
-            token_secret=dict(type="str", required=True, no_log=True),
-            port=dict(type="int", default=8888),
-            idle_hours=dict(type="float", required=True),
-            probe_timeout=dict(type="float", default=10),
-            concurrency=dict(type="int", default=20),
-            unreachable_report=dict(type="int", default=3),
-            unreachable_delete=dict(type="int", default=0),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
     try:
         rules = CullRules(params["idle_hours"], params["unreachable_report"],

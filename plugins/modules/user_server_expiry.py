@@ -6,7 +6,7 @@ DOCUMENTATION = r"""
 ---
 module: user_server_expiry
 short_description: Move a user VM's expiry later, within the site's limits ("keep it")
-version_added: 0.2.0
+version_added: 0.1.0
 author: ssc-repo2docker developers
 description:
   - Extends the expiry of a user VM (server metadata C(ssc_r2d_expires), which

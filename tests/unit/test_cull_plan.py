@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible_collections.ssc.repo2docker.plugins.module_utils.culling import format_time
 from ansible_collections.ssc.repo2docker.plugins.module_utils.jupyter_token import derive
+from ansible_collections.ssc.repo2docker.plugins.modules import cull_plan, user_server_expiry
 from ansible_collections.ssc.repo2docker.plugins.modules.cull_plan import probe, probe_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,3 +229,26 @@ def test_the_module_refuses_bad_settings(tmp_path):
     assert task["failed"] is True and "idle_hours must be more than 0" in task["msg"]
     task = run_plan(tmp_path, [], idle_hours=1, probe_timeout=0)
     assert task["failed"] is True and "probe_timeout" in task["msg"]
+
+
+# --- documentation --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("module, spec, returned", [
+    (cull_plan, cull_plan.ARGUMENT_SPEC, {"now", "servers", "culled", "attention", "updates"}),
+    (user_server_expiry, user_server_expiry.UserServerExpiryModule.argument_spec,
+     {"name", "expires", "previous_expires", "extensions", "extensions_left"}),
+])
+def test_documented_options_are_the_argument_spec(module, spec, returned):
+    documented = yaml.safe_load(module.DOCUMENTATION)
+    assert set(documented["options"]) == set(spec)
+    for name, option in spec.items():
+        assert documented["options"][name]["type"] == option.get("type", "str"), name
+        assert documented["options"][name].get("default") == option.get("default"), name
+        assert documented["options"][name].get("required", False) == option.get(
+            "required", False), name
+    examples = yaml.safe_load(module.EXAMPLES)
+    keywords = {"name", "register", "check_mode"}
+    modules = {next(key for key in task if key not in keywords) for task in examples}
+    assert f"ssc.repo2docker.{module.__name__.rpartition('.')[2]}" in modules
+    assert all(name.count(".") == 2 for name in modules)  # FQCN
+    assert set(yaml.safe_load(module.RETURN)) == returned
