@@ -1,9 +1,7 @@
 """Filter `ssc.repo2docker.jupyter_token`: a VM's Jupyter token from the site's secret."""
 
-import hashlib
-import hmac
-
 from ansible.errors import AnsibleFilterError
+from ansible_collections.ssc.repo2docker.plugins.module_utils.jupyter_token import derive
 
 DOCUMENTATION = r"""
 name: jupyter_token
@@ -43,12 +41,10 @@ _value:
 
 
 def jupyter_token(secret: str, nonce: str) -> str:
-    if not isinstance(secret, str) or len(secret) < 32:
-        raise AnsibleFilterError("jupyter_token: the secret must be a string of at least 32 "
-                                 "characters")
-    if not isinstance(nonce, str) or not nonce:
-        raise AnsibleFilterError("jupyter_token: the nonce must be a non-empty string")
-    return hmac.new(secret.encode(), nonce.encode(), hashlib.sha256).hexdigest()[:48]
+    try:
+        return derive(secret, nonce)
+    except ValueError as error:
+        raise AnsibleFilterError(f"jupyter_token: {error}") from None
 
 
 class FilterModule:
