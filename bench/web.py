@@ -38,10 +38,12 @@ CONNECTIONS = 50
 PAGE = 4096  # bytes; /proc/<pid>/statm counts pages
 
 
-def wrk(url: str, seconds: int, cookie: str | None = None) -> dict:
+def wrk(url: str, seconds: int, cookie: str | None = None, host: str | None = None) -> dict:
     command = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
     if cookie:
         command[1:1] = ["-H", f"Cookie: {cookie}"]
+    if host:
+        command[1:1] = ["-H", f"Host: {host}"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])}
     for percent in ("50", "99"):

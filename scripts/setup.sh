@@ -9,7 +9,9 @@
 set -euo pipefail
 
 # chromium: the browser of the end-to-end tests (Playwright drives it; never `playwright install`)
-APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates chromium)
+# nginx-light: the TLS front and the proxy to the VMs (deploy/nginx-ssc-web.conf, the demo)
+APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates chromium
+              nginx-light openssl)
 VENV=
 # what pip installs, editable: the product with its test tools, and the local cloud
 PROJECTS=(".[dev]" ./localcloud)
@@ -19,7 +21,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --controller)
             CONTROLLER=true PROJECTS=(.) CHECK='import web, ansible_runner, openstack'
-            APT_PACKAGES=(git openssh-client curl ca-certificates) ;;
+            APT_PACKAGES=(git openssh-client curl ca-certificates nginx-light openssl) ;;
         --venv) VENV=$(realpath -m -- "${2:?--venv needs a directory}"); shift ;;
         *) echo "usage: $0 [--controller] [--venv DIR]" >&2; exit 2 ;;
     esac

@@ -1,7 +1,7 @@
 """The Bottle app: sign-in, the user's VM, start and delete as jobs, job progress, health.
 
 Routes (the original tool's ``/``, ``/register/<secret>``, ``/VM_start``, ``/VM_run`` and
-``/VM_delete`` keep working as links; a GET never changes anything):
+``/VM_delete`` keep working as links; a GET changes nothing but sign-in and VM-pass rows):
 
     GET  /                        sign in; once allowed: your VM, the start form, your jobs
     GET  /register/<secret>       confirm registration      POST: register (then allowed)
@@ -12,6 +12,8 @@ Routes (the original tool's ``/``, ``/register/<secret>``, ``/VM_start``, ``/VM_
     GET  /healthz                 app, database and job runner alive (JSON; 503 if not)
     GET  /auth/login?next=/path   sign in with GitHub       GET /auth/callback: back from it
     POST /auth/logout
+    GET  /vm/<name>, /proxy/pass, /proxy/auth   the way to a VM through the site's proxy
+                                  (web/proxy.py; the last two for nginx, on the VM's host)
 
 Each route is a function of this module that asks for what it needs by parameter name
 (``conn``, ``visitor``, ``config``, ``github``, ``connect``): :class:`web.plugin.SitePlugin`
@@ -34,7 +36,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
 )
 from bottle import Bottle, HTTPError, abort, redirect, request, response, template
 
-from web import auth, db, sessions
+from web import auth, db, proxy, sessions
 from web.config import Config
 from web.plugin import VISITOR, SitePlugin, Visitor, session_cookie
 
@@ -73,11 +75,6 @@ def field(source, name: str) -> str:
         return raw.encode("latin1").decode("utf-8")
     except UnicodeError:
         abort(400, f"The field {name} is not valid UTF-8 text.")
-
-
-def safe_link(url: str | None) -> bool:
-    """Only http(s) links are shown (never ``javascript:`` or the like)."""
-    return bool(url) and url.startswith(("http://", "https://"))
 
 
 def set_session_cookie(config: Config, session_id: str, max_age: int) -> None:
@@ -150,13 +147,11 @@ def own_job(conn: sqlite3.Connection, visitor: Visitor, job_id: str) -> sqlite3.
     return row
 
 
-def job_view(conn: sqlite3.Connection, row: sqlite3.Row) -> dict:
+def job_view(conn: sqlite3.Connection, config: Config, row: sqlite3.Row) -> dict:
     """A job as its page and ``/jobs/<id>.json`` show it."""
-    vm = db.vm_of(conn, row["github_id"])
     url = ""
-    if (row["action"] == "start" and row["state"] == "succeeded" and vm is not None
-            and vm["state"] == "ready" and safe_link(vm["url"])):
-        url = vm["url"]
+    if row["action"] == "start" and row["state"] == "succeeded":
+        url = proxy.jupyter_link(config, db.vm_of(conn, row["github_id"]))
     return {
         "id": row["id"], "action": row["action"], "repo": row["repo"] or "",
         "ref": row["ref"] or "", "state": row["state"], "phase": row["phase"],
@@ -211,8 +206,7 @@ def index(conn: sqlite3.Connection, visitor: Visitor, config: Config):
         vm = db.vm_of(conn, visitor.github_id)
         values.update(vm=vm, job=db.current_job(conn, visitor.github_id),
                       jobs=db.jobs_of(conn, visitor.github_id, 5))
-        if vm is not None and vm["state"] == "ready" and safe_link(vm["url"]):
-            values["jupyter_url"] = vm["url"]
+        values["jupyter_url"] = proxy.jupyter_link(config, vm)
         if not visitor.allowed:
             values["why_not"] = not_allowed_message(visitor, config)
     return render("index", title="Your Jupyter VM", **values)
@@ -276,12 +270,12 @@ def delete(conn: sqlite3.Connection, visitor: Visitor, config: Config):
 def job_page(job_id: str, conn: sqlite3.Connection, visitor: Visitor, config: Config,
              github: auth.GitHubSignIn):
     signed_in_page(conn, visitor, config, github)
-    view = job_view(conn, own_job(conn, visitor, job_id))
+    view = job_view(conn, config, own_job(conn, visitor, job_id))
     return render("job", title="Job progress", visitor=visitor, job=view)
 
 
-def job_json(job_id: str, conn: sqlite3.Connection, visitor: Visitor):
-    return job_view(conn, own_job(conn, visitor, job_id))
+def job_json(job_id: str, conn: sqlite3.Connection, visitor: Visitor, config: Config):
+    return job_view(conn, config, own_job(conn, visitor, job_id))
 
 
 def healthz(connect, config: Config):
@@ -371,6 +365,9 @@ ROUTES = (
     ("GET", "/auth/login", login),
     ("GET", "/auth/callback", callback),
     ("POST", "/auth/logout", logout),
+    ("GET", "/vm/<name:re:[a-z0-9-]{1,63}>", proxy.enter),
+    ("GET", "/proxy/pass", proxy.take_pass),
+    ("GET", "/proxy/auth", proxy.authorize),
 )
 
 

@@ -44,6 +44,7 @@ EXAMPLE_MARKERS = ("change-me", "changeme", "change_me", "replace-me", "replacem
 KNOWN_DEFAULTS = frozenset({"secret", "password", "development", "development key", "dev",
                             "test", "testing", "admin", "letmein", "qwerty", "s3cr3t"})
 REGISTRATION_SECRET = re.compile(r"[A-Za-z0-9._~-]+")  # it goes into a URL path
+VMS_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 _LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")
 
 
@@ -93,6 +94,9 @@ class Config:
     pass_token_secret: bool = True
     runner_stale_seconds: int = 60  # /healthz: the runner is dead after this long silent
     vm_refresh_interval: int = 300  # seconds between readings of the VMs from the cloud
+    # --- [proxy]: researchers reach their Jupyter through the site's proxy (web/proxy.py)
+    vms_domain: str = ""  # host[:port]; VM <name> at <scheme>://<name>.<vms_domain>/
+    auth_cache_seconds: float = 5.0  # how long an answer to the proxy may be reused
     # --- secrets, from the environment
     github_client_secret: str = field(default="", repr=False)
     registration_secret: str = field(default="", repr=False)
@@ -120,6 +124,16 @@ class Config:
         """``scheme://host[:port]`` as browsers write it in ``Origin``."""
         parts = urlsplit(self.base_url)
         return f"{parts.scheme}://{parts.netloc}".lower()
+
+    @property
+    def vms_scheme(self) -> str:
+        """The VMs' host names use the app's scheme (https, or http on this machine)."""
+        return urlsplit(self.base_url).scheme
+
+    def vm_url(self, name: str) -> str:
+        """Where the VM `name` is reached through the proxy, ``""`` without ``vms_domain``
+        (the job page then links to the VM's own address)."""
+        return f"{self.vms_scheme}://{name}.{self.vms_domain}/" if self.vms_domain else ""
 
     @property
     def callback_url(self) -> str:
@@ -163,6 +177,7 @@ SECTIONS = {
     "jobs": {"max_concurrent", "job_timeout", "grace_period", "private_data_root",
              "playbook_dir", "inventory", "env", "pass_token_secret", "runner_stale_seconds",
              "vm_refresh_interval"},
+    "proxy": {"vms_domain", "auth_cache_seconds"},
 }
 # What an older file may still hold, and where it went.
 MOVED = {
@@ -210,6 +225,9 @@ def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None =
                                              default.runner_stale_seconds, 5, 86400)),
         vm_refresh_interval=int(read.number("jobs", "vm_refresh_interval",
                                             default.vm_refresh_interval, 0, 86400)),
+        vms_domain=read.text("proxy", "vms_domain", default.vms_domain).lower().strip("."),
+        auth_cache_seconds=read.number("proxy", "auth_cache_seconds",
+                                       default.auth_cache_seconds, 0, 60),
         github_client_secret=environ.get("SSC_WEB_GITHUB_CLIENT_SECRET", ""),
         registration_secret=environ.get("SSC_WEB_REGISTRATION_SECRET", ""),
         token_secret=environ.get("SSC_TOKEN_SECRET", ""),
@@ -317,6 +335,7 @@ def validate(config: Config) -> Config:
         org, _, team = entry.partition(":")
         if len(org) > 39 or not _LOGIN.fullmatch(org) or (":" in entry and not team.strip()):
             raise ConfigError(f"[access] allowed_orgs: {entry!r} is not 'org' or 'org:team'")
+    _check_vms_domain(config)
     if config.inventory is None:
         raise ConfigError("[jobs] inventory is missing: the site's inventory directory, "
                           "which the playbooks run with (copy inventory/example)")
@@ -378,6 +397,28 @@ def _check_base_url(url: str) -> None:
     if parts.scheme == "http" and parts.hostname not in LOCAL_HOSTS:
         raise ConfigError(f"[site] base_url {url!r} must be https:// (plain http:// only on "
                           "127.0.0.1 or localhost): sign-in and session cookies need TLS")
+
+
+def _check_vms_domain(config: Config) -> None:
+    """``[proxy] vms_domain`` is empty or ``host[:port]``, and not the app's own host name nor
+    above it: a researcher's Jupyter must never share the app's origin or its cookies."""
+    domain = config.vms_domain
+    if not domain:
+        return
+    parts = urlsplit(f"//{domain}")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        parts = None
+    if (parts is None or not parts.hostname or parts.path or "@" in domain
+            or not VMS_DOMAIN.fullmatch(parts.hostname)):
+        raise ConfigError(f"[proxy] vms_domain {domain!r} must be a DNS name with an "
+                          "optional :port (e.g. vms.binder.example.org), without a scheme")
+    app_host = urlsplit(config.base_url).hostname or ""
+    if app_host == parts.hostname or app_host.endswith("." + parts.hostname):
+        raise ConfigError(f"[proxy] vms_domain {domain!r} must not be the app's host name or "
+                          f"a domain above it ({app_host}): use a domain of its own, such as "
+                          f"vms.{app_host}")
 
 
 def _check_github_url(setting: str, url: str) -> None:

@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Columns added since version 1, for databases made before: (table, column, definition).
+ADDED_COLUMNS = (("vms", "address", "TEXT DEFAULT ''"), ("vms", "token", "TEXT DEFAULT ''"))
 ACTIONS = ("start", "delete")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running")
@@ -97,8 +99,22 @@ CREATE TABLE IF NOT EXISTS vms (
     ref TEXT DEFAULT '',
     url TEXT DEFAULT '',
     state TEXT DEFAULT '',
-    updated TEXT
+    updated TEXT,
+    -- where the site's proxy reaches its Jupyter (the fixed address) and the token it adds
+    address TEXT DEFAULT '',
+    token TEXT DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS vms_by_name ON vms(name);
+-- A browser's pass to one VM's host name (web/proxy.py): the one-time ticket of the
+-- redirect from the app, then the id in that host's cookie. It ends with the app session.
+CREATE TABLE IF NOT EXISTS vm_passes (
+    id TEXT PRIMARY KEY,
+    ticket TEXT UNIQUE,
+    ticket_expires TEXT,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    vm_name TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vm_passes_of_session ON vm_passes(session_id);
 CREATE TABLE IF NOT EXISTS heartbeat (
     name TEXT PRIMARY KEY,
     at TEXT NOT NULL
@@ -176,6 +192,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def init(conn: sqlite3.Connection) -> None:
     """Create the tables and indexes that are missing; safe to call from every process."""
     with transaction(conn):
+        for table, column, definition in ADDED_COLUMNS:
+            known = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if known and column not in known:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -253,15 +273,18 @@ def vm_of(conn: sqlite3.Connection, github_id: int) -> sqlite3.Row | None:
 
 
 def save_vm(conn: sqlite3.Connection, github_id: int, login: str, *, name: str = "",
-            repo: str = "", ref: str = "", url: str = "", state: str = "") -> None:
-    """Record the user's VM as now known (a whole row: unspecified fields become "")."""
+            repo: str = "", ref: str = "", url: str = "", state: str = "",
+            address: str = "", token: str = "") -> None:
+    """Record the user's VM as now known (a whole row: unspecified fields become ""). `url`
+    is its Jupyter's own address without the token, `address` its fixed address (where the
+    site's proxy reaches it), `token` the token the proxy adds (never shown, never in a URL)."""
     conn.execute(
-        "INSERT INTO vms (github_id, login, name, repo, ref, url, state, updated) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (github_id) DO UPDATE SET "
+        "INSERT INTO vms (github_id, login, name, repo, ref, url, state, updated, address, "
+        "token) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (github_id) DO UPDATE SET "
         "login = excluded.login, name = excluded.name, repo = excluded.repo, "
         "ref = excluded.ref, url = excluded.url, state = excluded.state, "
-        "updated = excluded.updated",
-        (github_id, login, name, repo, ref, url, state, now()))
+        "updated = excluded.updated, address = excluded.address, token = excluded.token",
+        (github_id, login, name, repo, ref, url, state, now(), address, token))
 
 
 def delete_vm(conn: sqlite3.Connection, github_id: int) -> None:

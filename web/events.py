@@ -107,6 +107,8 @@ class JobRun:
                 vm = artifact.get("ssc_vm")
                 if isinstance(vm, dict):
                     self.secrets.update(_url_secrets(vm.get("url")))
+                    if isinstance(vm.get("token"), str) and vm["token"]:
+                        self.secrets.add(vm["token"])
         return False
 
     def cancel_callback(self) -> bool:

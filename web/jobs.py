@@ -34,6 +34,7 @@ from web import db, jobqueue, playbook, vms
 from web.config import Config
 from web.events import MAX_MESSAGE, JobRun, boolean
 from web.jobqueue import Job
+from web.proxy import direct_url, url_token
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ def record(conn: sqlite3.Connection, job: Job, run: JobRun) -> str:
             db.save_vm(conn, job.github_id, job.login, name=str(vm.get("name") or ""),
                        repo=str(vm.get("repo") or job.repo or ""),
                        ref=str(vm.get("ref") if vm.get("ref") is not None else job.ref or ""),
-                       url=str(vm["url"]), state="ready")
+                       url=direct_url(str(vm["url"])), state="ready",
+                       address=str(vm.get("fixed_ip") or vm.get("ip") or ""),
+                       token=str(vm.get("token") or url_token(str(vm["url"]))))
             jobqueue.finish(conn, job.id, "succeeded", "ready", message, output)
         return "succeeded"
     if run.status == "successful" and job.action == "delete" and vm.get("state") == "absent":

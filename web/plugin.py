@@ -15,6 +15,7 @@ from bottle import abort, request
 
 from web import auth, db, sessions
 from web.config import Config
+from web.proxy import AuthCache
 
 SAFE_METHODS = ("GET", "HEAD")
 CSRF_REFUSED = ("This form could not be accepted: it was sent without this page's security "
@@ -61,8 +62,9 @@ def session_cookie(config: Config) -> str:
 class SitePlugin:
     """Bottle plugin: gives a route, by the names of its parameters, ``conn`` (this thread's
     database connection), ``visitor`` (a :class:`Visitor`), ``config``, ``github`` (the
-    :class:`web.auth.GitHubSignIn`) and ``connect`` (a function returning ``conn``, for a
-    route that handles a failing database itself). Refuses every non-GET request that comes
+    :class:`web.auth.GitHubSignIn`), ``connect`` (a function returning ``conn``, for a
+    route that handles a failing database itself or reads no visitor) and ``auth_cache``
+    (the proxy's :class:`web.proxy.AuthCache`). Refuses every non-GET request that comes
     from another site or lacks the session's CSRF token (form field ``csrf``).
 
     The visitor is read for every route that asks for ``conn`` or ``visitor`` and for every
@@ -77,6 +79,7 @@ class SitePlugin:
         self.github = github
         self.local = threading.local()
         self.cookie = session_cookie(config)
+        self.auth_cache = AuthCache(config.auth_cache_seconds)
 
     def connection(self) -> sqlite3.Connection:
         conn = getattr(self.local, "conn", None)
@@ -106,7 +109,8 @@ class SitePlugin:
     def apply(self, callback, route):
         wanted = inspect.signature(route.callback).parameters  # follows __wrapped__
         reads_visitor = "conn" in wanted or "visitor" in wanted
-        given = {"config": self.config, "github": self.github, "connect": self.connection}
+        given = {"config": self.config, "github": self.github, "connect": self.connection,
+                 "auth_cache": self.auth_cache}
         given = {name: value for name, value in given.items() if name in wanted}
 
         def wrapper(*args, **kwargs):

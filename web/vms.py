@@ -62,8 +62,8 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
     ``vms`` row. Gone (or not the user's): the row is deleted, returns None. There: the row
     gets the server's name, repository and ref (from its metadata) and a state, returned:
     ``ready`` when it is ACTIVE and the stored URL points at one of its addresses (a finished
-    job reported it; the URL, with its token, stays as stored), ``unknown`` when it is ACTIVE
-    but no finished job saw its Jupyter answer (starting again reports it), otherwise the
+    job reported it; the URL, the address and the token stay as stored), ``unknown`` when it
+    is ACTIVE but no finished job saw its Jupyter answer (starting again reports it), otherwise the
     server's status in lower case (``build``, ``error``, ...)."""
     name = launch_request.vm_name(login)
     server = cloud.compute.find_server(name, ignore_missing=True)
@@ -79,7 +79,8 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
     state = ("ready" if url else "unknown") if status == "active" else status
     db.save_vm(conn, github_id, login, name=server.name or name,
                repo=metadata.get("ssc_r2d_repo", ""), ref=metadata.get("ssc_r2d_ref", ""),
-               url=url, state=state)
+               url=url, state=state, address=(row["address"] or "") if url else "",
+               token=(row["token"] or "") if url else "")
     return state
 
 

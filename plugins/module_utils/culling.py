@@ -232,14 +232,15 @@ def _reachable(decision: dict, seen: dict, metadata: dict, now: datetime,
 
 
 def jupyter_url(server: dict, default_port: int) -> str | None:
-    """``http://<address>:<port>`` of a VM's Jupyter: its floating address if it has one,
-    else its first fixed one (the address ``user_server`` reports to users), and the port in
-    its metadata (``ssc_r2d_port``) or `default_port`. None when it has no address."""
+    """``http://<address>:<port>`` of a VM's Jupyter: its first fixed address (the controller
+    reaches VMs on the project network, as the site's proxy does; a floating address only when
+    the VM lists no fixed one), and the port in its metadata (``ssc_r2d_port``) or
+    `default_port`. None when it has no address."""
     entries = [entry for listed in (server.get("addresses") or {}).values()
                for entry in listed or []]
     floating = [e["addr"] for e in entries if e.get("OS-EXT-IPS:type") == "floating"]
     fixed = [e["addr"] for e in entries if e.get("OS-EXT-IPS:type") != "floating"]
-    address = (floating or fixed or [None])[0]
+    address = (fixed or floating or [None])[0]
     if not address:
         return None
     port = _count((server.get("metadata") or {}).get(PORT)) or default_port

@@ -230,11 +230,13 @@ def test_bad_site_settings_are_refused(settings):
         CullRules(**settings)
 
 
-def test_the_url_is_the_floating_address_else_the_fixed_one():
+def test_the_url_is_the_fixed_address_else_the_floating_one():
     vm = server(ssc_r2d_port="9999")
     assert jupyter_url(vm, 8888) == "http://10.0.0.5:9999"
     vm["addresses"]["private"].append({"addr": "192.0.2.7", "OS-EXT-IPS:type": "floating"})
     del vm["metadata"]["ssc_r2d_port"]
+    assert jupyter_url(vm, 8888) == "http://10.0.0.5:8888"
+    vm["addresses"]["private"] = [{"addr": "192.0.2.7", "OS-EXT-IPS:type": "floating"}]
     assert jupyter_url(vm, 8888) == "http://192.0.2.7:8888"
     vm["addresses"] = {"v6": [{"addr": "fd00::5", "OS-EXT-IPS:type": "fixed"}]}
     assert jupyter_url(vm, 8888) == "http://[fd00::5]:8888"

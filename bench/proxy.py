@@ -1,0 +1,149 @@
+"""Figures for the site's proxy (printed, never asserted), measured side by side in one run.
+
+    .venv/bin/python bench/proxy.py [--seconds 10]
+
+1. nginx's authorization subrequests: ``GET /proxy/auth`` of the app (a VM owner's pass
+   cookie, the VM's Host) against a bare Bottle page, both under waitress with the same
+   threads (8, as ``ssc-web serve``), at 50 connections with wrk: requests per second and
+   p99, and their ratio. Target (issue 14): the ratio at 0.6 or more.
+2. A page of a VM's Jupyter through the proxy (deploy/nginx-ssc-web.conf over HTTPS: TLS,
+   the auth subrequest, the token added) against the same page fetched direct, as a ratio of
+   requests per second. The VM is a stand-in serving a 40 kB page at loopback (no cloud).
+No cloud is needed; nginx (nginx-light) and wrk come from Debian's packages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.web import ensure_wrk, wrk  # noqa: E402
+from tests.web.test_nginx import APP, DOMAIN, make_certificates, render  # noqa: E402
+from web import db, proxy, sessions  # noqa: E402
+
+THREADS = 8
+NAME = "ssc-r2d-bench"
+TOKEN = "b" * 48
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(code: str, port: int) -> subprocess.Popen:
+    """A Python process serving the WSGI app `code` defines (as ``app``) under waitress."""
+    program = textwrap.dedent(code) + textwrap.dedent(f"""
+        import waitress
+        waitress.serve(app, host="127.0.0.1", port={port}, threads={THREADS}, _quiet=True)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT)
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process
+        time.sleep(0.1)
+    raise SystemExit(f"nothing answers on port {port}")
+
+
+def prepare_site(directory: Path, vms_domain: str, upstream: str) -> tuple[Path, str]:
+    """A database with one signed-in user, their ready VM and a pass: (path, pass id)."""
+    path = directory / "ssc-web.sqlite3"
+    conn = db.connect(path)
+    db.init(conn)
+    db.save_user(conn, 1, "bench")
+    session = sessions.start_signed_in(conn, 1, False, sessions.PENDING_LIFETIME * 6)
+    db.save_vm(conn, 1, "bench", name=NAME, url=f"http://{upstream}/", state="ready",
+               address=upstream.split(":")[0], token=TOKEN)
+    pass_id, _ = proxy.take_ticket(conn, proxy.issue_ticket(conn, session, NAME), NAME)
+    conn.close()
+    return path, pass_id
+
+
+def line(label: str, figures: dict) -> str:
+    return (f"  {label:<34} {figures['rps']:>9.0f} req/s   p99 {figures['p99']:>7.2f} ms"
+            f"   errors {figures['errors']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    seconds = parser.parse_args().seconds
+    ensure_wrk()
+    processes = []
+    with tempfile.TemporaryDirectory() as temp:
+        temp = Path(temp)
+        bare_port, app_port, page_port, https_port = (free_port() for _ in range(4))
+        vms_domain = f"{DOMAIN}:{https_port}"
+        database, pass_id = prepare_site(temp, vms_domain, "127.0.0.1")
+        try:
+            processes.append(serve("""
+                from bottle import Bottle
+                app = Bottle()
+                app.route("/", "GET", lambda: "ok")
+            """, bare_port))
+            processes.append(serve(f"""
+                from pathlib import Path
+                from web.app import make_app
+                from web.config import Config
+                app = make_app(Config(base_url="https://{APP}:{https_port}",
+                                      database=Path({str(database)!r}),
+                                      vms_domain={vms_domain!r}, allowed_logins=("bench",)))
+            """, app_port))
+            processes.append(serve("""
+                page = ("<html><body>" + "<p>notebook cell output</p>" * 1600
+                        + "</body></html>").encode()
+                def app(environ, start_response):
+                    start_response("200 OK", [("Content-Type", "text/html"),
+                                              ("Content-Length", str(len(page)))])
+                    return [page]
+            """, page_port))
+            print(f"1. authorization subrequests, {seconds} s each, 50 connections, waitress "
+                  f"{THREADS} threads")
+            bare = wrk(f"http://127.0.0.1:{bare_port}/", seconds)
+            auth = wrk(f"http://127.0.0.1:{app_port}/proxy/auth", seconds,
+                       f"__Host-ssc_vm={pass_id}", host=f"{NAME}.{vms_domain}")
+            print(line("bare Bottle page", bare))
+            print(line("/proxy/auth (the owner's pass)", auth))
+            print(f"  ratio {auth['rps'] / bare['rps']:.2f} (target 0.6 or more)")
+
+            nginx = start_nginx(temp, app_port, https_port, page_port)
+            processes.append(nginx)
+            print(f"2. a 40 kB page of the VM, {seconds} s each")
+            direct = wrk(f"http://127.0.0.1:{page_port}/", seconds)
+            through = wrk(f"https://127.0.0.1:{https_port}/", seconds,
+                          f"__Host-ssc_vm={pass_id}", host=f"{NAME}.{vms_domain}")
+            print(line("direct (http://<vm>:8888/)", direct))
+            print(line("through the proxy (https, auth)", through))
+            print(f"  ratio {through['rps'] / direct['rps']:.2f}")
+        finally:
+            for process in processes:
+                process.terminate()
+
+
+def start_nginx(temp: Path, app_port: int, https_port: int, page_port: int):
+    _ca, cert, key = make_certificates(temp)
+    logs, prefix = temp / "logs", temp / "nginx"
+    logs.mkdir()
+    prefix.mkdir()
+    (prefix / "site.conf").write_text(render(app_port, https_port, page_port, cert, key, logs))
+    (prefix / "nginx.conf").write_text(
+        f"pid {prefix}/nginx.pid;\nerror_log {logs}/error.log;\nworker_processes auto;\n"
+        f"daemon off;\nevents {{}}\nhttp {{\n  client_body_temp_path {prefix}/body;\n"
+        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/site.conf;\n}}\n")
+    process = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")])
+    time.sleep(1)
+    return process
+
+
+if __name__ == "__main__":
+    main()
