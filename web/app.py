@@ -8,6 +8,7 @@ Routes (the original tool's ``/``, ``/register/<secret>``, ``/VM_start``, ``/VM_
     GET  /VM_start?giturl=&ref=   confirm a start           POST: queue a start job
     GET  /VM_run?giturl=&ref=     the same as /VM_start
     GET  /VM_delete               confirm deleting your VM  POST: queue a delete job
+    POST /VM_extend               "keep it": queue an extend job (web/lifetime.py)
     GET  /jobs/<id>, /jobs/<id>.json   a job's progress (its owner only; others get 404)
     GET  /healthz                 app, database and job runner alive (JSON; 503 if not)
     GET  /auth/login?next=/path   sign in with GitHub       GET /auth/callback: back from it
@@ -38,6 +39,7 @@ from bottle import Bottle, HTTPError, abort, redirect, request, response, templa
 
 from web import auth, db, proxy, sessions
 from web.config import Config
+from web.lifetime import page_view
 from web.plugin import VISITOR, SitePlugin, Visitor, session_cookie
 
 log = logging.getLogger(__name__)
@@ -170,7 +172,7 @@ def enqueue(conn: sqlite3.Connection, visitor: Visitor, config: Config, action: 
     except db.JobConflict as conflict:
         abort(409, JOB_CONFLICT.format(conflict.job_id))
     log.info("job %s queued: %s", job_id, f"start {repo} for {visitor.login}"
-             if action == "start" else f"delete the VM of {visitor.login}")
+             if action == "start" else f"{action} the VM of {visitor.login}")
     go(config, f"/jobs/{job_id}")
 
 
@@ -200,12 +202,13 @@ def security_headers():
 
 
 def index(conn: sqlite3.Connection, visitor: Visitor, config: Config):
-    values = {"visitor": visitor, "vm": None, "job": None, "jobs": [],
+    values = {"visitor": visitor, "vm": None, "job": None, "jobs": [], "lifetime": None,
               "default_repo": config.default_repo, "jupyter_url": "", "why_not": ""}
     if visitor.signed_in:
         vm = db.vm_of(conn, visitor.github_id)
         values.update(vm=vm, job=db.current_job(conn, visitor.github_id),
                       jobs=db.jobs_of(conn, visitor.github_id, 5))
+        values["lifetime"] = page_view(vm, values["jobs"])
         values["jupyter_url"] = proxy.jupyter_link(config, vm)
         if not visitor.allowed:
             values["why_not"] = not_allowed_message(visitor, config)
@@ -265,6 +268,18 @@ def delete(conn: sqlite3.Connection, visitor: Visitor, config: Config):
     vm = db.vm_of(conn, visitor.github_id)
     enqueue(conn, visitor, config, "delete", (vm["repo"] or "") if vm else "",
             (vm["ref"] or "") if vm else "")
+
+
+def extend(conn: sqlite3.Connection, visitor: Visitor, config: Config):
+    """"Keep it": queue one more extension of the caller's own VM (no field names a VM)."""
+    allowed_only(visitor, config)
+    vm = db.vm_of(conn, visitor.github_id)
+    if vm is None or vm["state"] in ("", "deleted"):
+        abort(409, "You have no VM to keep longer: start one first.")
+    cap = page_view(vm, [])["cap"]
+    if cap:
+        abort(409, cap)
+    enqueue(conn, visitor, config, "extend", vm["repo"] or "", vm["ref"] or "")
 
 
 def job_page(job_id: str, conn: sqlite3.Connection, visitor: Visitor, config: Config,
@@ -359,6 +374,7 @@ ROUTES = (
     ("POST", "/VM_run", start),
     ("GET", "/VM_delete", delete_page),
     ("POST", "/VM_delete", delete),
+    ("POST", "/VM_extend", extend),
     ("GET", f"/jobs/<job_id:{JOB_ID}>", job_page),
     ("GET", f"/jobs/<job_id:{JOB_ID}>.json", job_json),
     ("GET", "/healthz", healthz),

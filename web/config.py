@@ -94,6 +94,7 @@ class Config:
     pass_token_secret: bool = True
     runner_stale_seconds: int = 60  # /healthz: the runner is dead after this long silent
     vm_refresh_interval: int = 300  # seconds between readings of the VMs from the cloud
+    cull_interval: int = 0  # seconds between the runner's runs of playbooks/cull.yml (0: off)
     # --- [proxy]: researchers reach their Jupyter through the site's proxy (web/proxy.py)
     vms_domain: str = ""  # host[:port]; VM <name> at <scheme>://<name>.<vms_domain>/
     auth_cache_seconds: float = 5.0  # how long an answer to the proxy may be reused
@@ -107,6 +108,7 @@ class Config:
     allow_http_hosts: tuple[str, ...] = ()
     # --- not in the file: the playbook and the job runner's pace
     playbook: Path = Path("user_vm.yml")  # below playbook_dir (unless absolute)
+    cull_playbook: Path = Path("cull.yml")  # the same, for cull_interval
     idle_timeout: int = 1800  # seconds a run may go without output (the playbook's cloud
     # waits print nothing for up to user_vm_cloud_timeout, 900 s)
     output_lines: int = 200  # lines of output kept per job
@@ -176,7 +178,7 @@ SECTIONS = {
     "access": {"allowed_logins", "allowed_orgs", "blocked_logins"},
     "jobs": {"max_concurrent", "job_timeout", "grace_period", "private_data_root",
              "playbook_dir", "inventory", "env", "pass_token_secret", "runner_stale_seconds",
-             "vm_refresh_interval"},
+             "vm_refresh_interval", "cull_interval"},
     "proxy": {"vms_domain", "auth_cache_seconds"},
 }
 # What an older file may still hold, and where it went.
@@ -225,6 +227,8 @@ def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None =
                                              default.runner_stale_seconds, 5, 86400)),
         vm_refresh_interval=int(read.number("jobs", "vm_refresh_interval",
                                             default.vm_refresh_interval, 0, 86400)),
+        cull_interval=int(read.number("jobs", "cull_interval", default.cull_interval,
+                                      0, 86400)),
         vms_domain=read.text("proxy", "vms_domain", default.vms_domain).lower().strip("."),
         auth_cache_seconds=read.number("proxy", "auth_cache_seconds",
                                        default.auth_cache_seconds, 0, 60),

@@ -25,10 +25,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Columns added since version 1, for databases made before: (table, column, definition).
-ADDED_COLUMNS = (("vms", "address", "TEXT DEFAULT ''"), ("vms", "token", "TEXT DEFAULT ''"))
-ACTIONS = ("start", "delete")
+ADDED_COLUMNS = (("vms", "address", "TEXT DEFAULT ''"), ("vms", "token", "TEXT DEFAULT ''"),
+                 *((("vms", column, definition) for column, definition in (
+                     ("expires", "TEXT DEFAULT ''"), ("idle_deadline", "TEXT DEFAULT ''"),
+                     ("last_activity", "TEXT DEFAULT ''"), ("extensions", "INTEGER DEFAULT 0"),
+                     ("extensions_left", "INTEGER DEFAULT NULL")))))
+# "extend": keep the VM longer ("keep it"); "cull": a row the job runner records, finished,
+# for the owner of a VM the site's cull run deleted (web/lifetime.py), never queued.
+ACTIONS = ("start", "delete", "extend", "cull")
 JOB_STATES = ("queued", "running", "succeeded", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running")
 # A job's phases, in the order a job of each action goes through them: its phase only moves
@@ -36,13 +42,18 @@ ACTIVE_STATES = ("queued", "running")
 # (web/events.py) and the job page all take them from here.
 START_PHASES = ("queued", "creating", "booting", "building", "starting", "ready")
 DELETE_PHASES = ("queued", "deleting", "deleted")
-PHASES = tuple(dict.fromkeys((*START_PHASES, *DELETE_PHASES, "failed")))
+EXTEND_PHASES = ("queued", "extending", "extended")
+CULL_PHASES = ("queued", "culling", "culled")
+PHASES_OF = {"start": START_PHASES, "delete": DELETE_PHASES, "extend": EXTEND_PHASES,
+             "cull": CULL_PHASES}
+PHASES = tuple(dict.fromkeys((*START_PHASES, *DELETE_PHASES, *EXTEND_PHASES, *CULL_PHASES,
+                              "failed")))
 RUNNER = "runner"  # the heartbeat name of the job runner
 
 
 def phases_of(action: str) -> tuple[str, ...]:
-    """The phases a job of `action` (``start`` or ``delete``) goes through, in order."""
-    return DELETE_PHASES if action == "delete" else START_PHASES
+    """The phases a job of `action` (one of :data:`ACTIONS`) goes through, in order."""
+    return PHASES_OF.get(action, START_PHASES)
 
 
 def _sql_list(values: tuple[str, ...]) -> str:
@@ -102,7 +113,15 @@ CREATE TABLE IF NOT EXISTS vms (
     updated TEXT,
     -- where the site's proxy reaches its Jupyter (the fixed address) and the token it adds
     address TEXT DEFAULT '',
-    token TEXT DEFAULT ''
+    token TEXT DEFAULT '',
+    -- when it goes (web/lifetime.py): its expiry, when it goes if nobody uses it and its last
+    -- activity (as its metadata says, times as stored), extensions made and still allowed
+    -- (NULL: not known yet)
+    expires TEXT DEFAULT '',
+    idle_deadline TEXT DEFAULT '',
+    last_activity TEXT DEFAULT '',
+    extensions INTEGER DEFAULT 0,
+    extensions_left INTEGER DEFAULT NULL
 );
 CREATE INDEX IF NOT EXISTS vms_by_name ON vms(name);
 -- A browser's pass to one VM's host name (web/proxy.py): the one-time ticket of the
@@ -189,13 +208,40 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
+def _jobs_vocabulary_outdated(conn: sqlite3.Connection) -> bool:
+    """Whether the jobs table was made with other actions or phases than :data:`ACTIONS` and
+    :data:`PHASES` in its CHECKs (SQLite cannot alter a CHECK)."""
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+                       ).fetchone()
+    return row is not None and not (f"action IN {_sql_list(ACTIONS)}" in row["sql"]
+                                    and f"phase IN {_sql_list(PHASES)}" in row["sql"])
+
+
+def _rebuild_jobs(conn: sqlite3.Connection) -> None:
+    """Make the jobs table again with the current schema, keeping every row (SQLite's own
+    procedure for a schema change ALTER TABLE cannot make; its indexes are made after)."""
+    create = next(statement for statement in SCHEMA.split(";")
+                  if "CREATE TABLE IF NOT EXISTS jobs (" in statement)
+    conn.execute(create.replace("IF NOT EXISTS jobs (", "jobs_rebuilt ("))
+    old = [row["name"] for row in conn.execute("PRAGMA table_info(jobs)")]
+    new = {row["name"] for row in conn.execute("PRAGMA table_info(jobs_rebuilt)")}
+    columns = ", ".join(name for name in old if name in new)
+    conn.execute(f"INSERT INTO jobs_rebuilt ({columns}) SELECT {columns} FROM jobs")  # noqa: S608
+    conn.execute("DROP TABLE jobs")
+    conn.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
+
+
 def init(conn: sqlite3.Connection) -> None:
-    """Create the tables and indexes that are missing; safe to call from every process."""
+    """Create the tables and indexes that are missing, add the columns and actions added
+    since (:data:`ADDED_COLUMNS`, the jobs table's CHECKs); safe to call from every
+    process."""
     with transaction(conn):
         for table, column, definition in ADDED_COLUMNS:
             known = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if known and column not in known:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        if _jobs_vocabulary_outdated(conn):
+            _rebuild_jobs(conn)
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -231,8 +277,8 @@ def enqueue_job(conn: sqlite3.Connection, github_id: int, login: str, action: st
     """Queue a job and return its id (32 hex digits). `repo` and `ref` must already be
     validated ("" for a delete, and ref "" for the repository's default branch). Raises
     :class:`JobConflict` when the user has a queued or running job, ValueError for an
-    unknown action."""
-    if action not in ACTIONS:
+    unknown action (or ``cull``, which is never queued: :func:`add_finished_job`)."""
+    if action not in ACTIONS or action == "cull":
         raise ValueError(f"unknown action {action!r}")
     job_id = uuid.uuid4().hex
     try:
@@ -245,6 +291,22 @@ def enqueue_job(conn: sqlite3.Connection, github_id: int, login: str, action: st
         if active is None:
             raise
         raise JobConflict(active["id"]) from error
+    return job_id
+
+
+def add_finished_job(conn: sqlite3.Connection, github_id: int, login: str, action: str,
+                     phase: str, message: str, repo: str = "", ref: str = "") -> str:
+    """Record a job that was done outside the queue (the site's cull run deleting the user's
+    VM: action ``cull``), as succeeded and finished now; returns its id. ValueError for an
+    unknown action or phase."""
+    if action not in ACTIONS or phase not in PHASES:
+        raise ValueError(f"unknown action {action!r} or phase {phase!r}")
+    job_id, moment = uuid.uuid4().hex, now()
+    conn.execute(
+        "INSERT INTO jobs (id, github_id, login, action, repo, ref, state, phase, message, "
+        "output, created, started, finished) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'succeeded', ?, ?, '', ?, ?, ?)",
+        (job_id, github_id, login, action, repo, ref, phase, message, moment, moment, moment))
     return job_id
 
 
@@ -287,6 +349,21 @@ def save_vm(conn: sqlite3.Connection, github_id: int, login: str, *, name: str =
         (github_id, login, name, repo, ref, url, state, now(), address, token))
 
 
+SCHEDULE_COLUMNS = ("expires", "idle_deadline", "last_activity", "extensions", "extensions_left")
+
+
+def save_schedule(conn: sqlite3.Connection, github_id: int, **values: str | int | None) -> None:
+    """Change only the given columns of :data:`SCHEDULE_COLUMNS` of the user's VM (when it
+    goes: web/lifetime.py). ValueError for another column name."""
+    unknown = set(values) - set(SCHEDULE_COLUMNS)
+    if unknown:
+        raise ValueError(f"not a schedule column: {', '.join(sorted(unknown))}")
+    if values:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        conn.execute(f"UPDATE vms SET {assignments} WHERE github_id = ?",  # noqa: S608
+                     (*values.values(), github_id))
+
+
 def delete_vm(conn: sqlite3.Connection, github_id: int) -> None:
     """Forget the user's VM (deleted, or gone from the cloud)."""
     conn.execute("DELETE FROM vms WHERE github_id = ?", (github_id,))
@@ -300,11 +377,11 @@ def set_vm_state(conn: sqlite3.Connection, github_id: int, state: str) -> None:
 
 
 def vms_left_to_the_cloud(conn: sqlite3.Connection, before: str) -> list[sqlite3.Row]:
-    """``(github_id, login, state)`` of the VM rows written before `before` (a stored
-    timestamp) whose users have no queued or running job: the rows a reading of the cloud
-    may correct (the others are the jobs' to write)."""
+    """The VM rows written before `before` (a stored timestamp) whose users have no queued
+    or running job: the rows a reading of the cloud may correct (the others are the jobs' to
+    write)."""
     return conn.execute(
-        "SELECT github_id, login, state FROM vms AS v WHERE updated < ? "  # noqa: S608
+        "SELECT * FROM vms AS v WHERE updated < ? "  # noqa: S608
         "AND NOT EXISTS (SELECT 1 FROM jobs AS j WHERE j.github_id = v.github_id "
         f"AND j.state IN {_sql_list(ACTIVE_STATES)})", (before,)).fetchall()
 

@@ -4,8 +4,10 @@ playbooks/user_vm.yml for each with ansible-runner.
 The web processes only write jobs (state ``queued``) and read them; this one worker process
 claims them in order, at most ``max_concurrent`` at a time and one at a time per user, runs
 each in a thread, and writes progress, the outcome and the user's VM back to SQLite. Every
-``heartbeat_interval`` seconds it writes the heartbeat that ``/healthz`` reads, and every
-``vm_refresh_interval`` seconds it reads the users' VMs from the cloud.
+``heartbeat_interval`` seconds it writes the heartbeat that ``/healthz`` reads, every
+``vm_refresh_interval`` seconds it reads the users' VMs from the cloud, and every
+``cull_interval`` seconds (when set) it runs playbooks/cull.yml and tells the owners of the
+VMs culled why they went.
 
 Its parts, one concern each:
 
@@ -15,6 +17,7 @@ web/playbook.py      the extra vars as ``!unsafe``, the job's environment, runni
 web/events.py        the run's callbacks (:class:`~web.events.JobRun`): phases, results, secrets
 web/procs.py         a run's processes, found in /proc, and ending them all
 web/vms.py           the users' VMs read from the cloud
+web/lifetime.py      when VMs go: expiry, "keep it", the cull run and why a VM went
 this module          the worker: a job from claim to record, restart safety, the loop
 ==================== ==========================================================================
 
@@ -28,9 +31,10 @@ import signal
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
-from web import db, jobqueue, playbook, vms
+from web import db, jobqueue, lifetime, playbook, vms
 from web.config import Config
 from web.events import MAX_MESSAGE, JobRun, boolean
 from web.jobqueue import Job
@@ -38,6 +42,7 @@ from web.proxy import direct_url, url_token
 
 log = logging.getLogger(__name__)
 
+CULL = "cull"  # the key of the cull run among the worker's runs
 INTERRUPTED = ("The job runner stopped while this job ran; the VM's state is read again from "
                "the cloud. Start or delete again if needed.")
 
@@ -53,6 +58,8 @@ def record(conn: sqlite3.Connection, job: Job, run: JobRun) -> str:
     if run.status == "canceled":
         jobqueue.finish(conn, job.id, "interrupted", "failed", INTERRUPTED, output)
         return "interrupted"
+    if job.action == "extend":
+        return lifetime.record_extension(conn, job, run, output)
     if run.status == "successful" and job.action == "start" and vm.get("url"):
         details = [f"image {vm['image']}" if vm.get("image") else "",
                    {True: "cache hit", False: "built"}.get(boolean(vm.get("cache_hit")), "")]
@@ -65,6 +72,7 @@ def record(conn: sqlite3.Connection, job: Job, run: JobRun) -> str:
                        url=direct_url(str(vm["url"])), state="ready",
                        address=str(vm.get("fixed_ip") or vm.get("ip") or ""),
                        token=str(vm.get("token") or url_token(str(vm["url"]))))
+            lifetime.record_start(conn, job.github_id, vm)
             jobqueue.finish(conn, job.id, "succeeded", "ready", message, output)
         return "succeeded"
     if run.status == "successful" and job.action == "delete" and vm.get("state") == "absent":
@@ -247,14 +255,38 @@ class Worker:
         listed_at = db.now()
         return vms.reconcile_vms(conn, vms.list_vms(cloud), listed_at)
 
+    def cull(self) -> threading.Thread | None:
+        """Start a run of playbooks/cull.yml in a thread (:func:`web.lifetime.run_cull`),
+        unless one runs still; returns its thread. :meth:`stop` cancels it as a job."""
+        with self._lock:
+            if CULL in self.threads and self.threads[CULL].is_alive():
+                return None
+            run = JobRun(f"cull-{uuid.uuid4().hex}", "cull",
+                         output_lines=self.config.output_lines)
+            thread = threading.Thread(target=self._cull, args=(run,), name="cull", daemon=True)
+            self.runs[CULL], self.threads[CULL] = run, thread
+        thread.start()
+        return thread
+
+    def _cull(self, run: JobRun) -> None:
+        try:
+            lifetime.run_cull(self.config, self.connect, run)
+        except Exception:
+            log.exception("the cull run failed; trying at the next interval")
+
     def serve(self) -> None:
         """Recover, then beat and poll until :attr:`stopping` is set (and reconcile the VMs
-        with the cloud every ``vm_refresh_interval`` seconds); then :meth:`stop`."""
+        with the cloud every ``vm_refresh_interval`` seconds, cull every ``cull_interval``
+        seconds); then :meth:`stop`."""
         self.recover()
         conn = self.connect()
         try:
-            last_beat = last_reconcile = -float("inf")
+            last_beat = last_reconcile = last_cull = -float("inf")
             while not self.stopping.is_set():
+                if (self.config.cull_interval
+                        and time.monotonic() - last_cull >= self.config.cull_interval):
+                    last_cull = time.monotonic()
+                    self.cull()
                 interval = self.config.vm_refresh_interval
                 if interval and time.monotonic() - last_reconcile >= interval:
                     last_reconcile = time.monotonic()

@@ -5,8 +5,9 @@ inside a service:
   deleted afterwards: nothing of a run (events, output, the command's environment) stays on
   disk; every process of the run is ended with it (web/procs.py);
 - ``ident`` = the job id, timeouts in ``settings``, ``suppress_env_files``;
-- the extra vars ``user``, ``repo``, ``ref``, ``state`` are checked again with the rules the
-  playbook uses (``launch_request.check``) and written to ``env/extravars`` as ``!unsafe``
+- the extra vars ``user``, ``repo``, ``ref``, ``state`` (``present``, ``absent`` or
+  ``extended``) are checked again with the rules the playbook uses (``launch_request.check``)
+  and written to ``env/extravars`` as ``!unsafe``
   strings, never passed as ``extravars=`` (ansible-runner would add them as trusted ``-e``
   JSON, and ansible-core 2.19 would render a ``{{ lookup('pipe', ...) }}`` in them);
 - the environment is built, not inherited: the names in :data:`ENV_PASSTHROUGH` from this
@@ -124,6 +125,8 @@ def job_extravars(job: Job, config: Config) -> dict[str, str]:
     message for the user, ValueError for an unknown action."""
     if job.action == "delete":
         return {"user": launch_request.check_user(job.login), "state": "absent"}
+    if job.action == "extend":  # "keep it": one more extension (web/lifetime.py)
+        return {"user": launch_request.check_user(job.login), "state": "extended"}
     if job.action != "start":
         raise ValueError(f"unknown action {job.action!r}")
     request = launch_request.check(job.login, job.repo, job.ref or None,

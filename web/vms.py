@@ -1,6 +1,8 @@
 """The users' VMs as the cloud has them: read one user's VM again (after an interrupted job),
 and bring the ``vms`` rows in line with the cloud every ``vm_refresh_interval`` seconds (a VM
-culled by playbooks/cull.yml or deleted by an operator leaves its owner's page).
+culled by playbooks/cull.yml or deleted by an operator leaves its owner's page; one gone past
+its recorded expiry or idle deadline leaves its owner a ``cull`` job saying why; the schedule
+each cull round writes to a VM's metadata reaches its page: web/lifetime.py).
 
 A VM is found by its name, ``launch_request.vm_name(login)``, and is the user's when its
 metadata says so (``ssc_r2d_owner``, set by roles/user_vm) or says nothing.
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request
 
-from web import db
+from web import db, lifetime
 from web.config import Config
 
 log = logging.getLogger(__name__)
@@ -81,26 +83,36 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
                repo=metadata.get("ssc_r2d_repo", ""), ref=metadata.get("ssc_r2d_ref", ""),
                url=url, state=state, address=(row["address"] or "") if url else "",
                token=(row["token"] or "") if url else "")
+    lifetime.save_metadata(conn, db.vm_of(conn, github_id), metadata)
     return state
 
 
 def reconcile_vms(conn: sqlite3.Connection, servers: Iterable, listed_at: str) -> list[str]:
     """Bring the ``vms`` rows in line with `servers` (the cloud's, as listed at `listed_at`,
     a stored timestamp) where the cloud changed behind the app: a VM culled or deleted by an
-    operator is gone from its owner's page; one in ERROR says so. Rows of users with a
-    queued or running job, and rows written since the listing, are left to the jobs.
-    Returns the logins whose row changed."""
+    operator is gone from its owner's page (and its owner told why, when its expiry or idle
+    deadline had passed: :func:`web.lifetime.explain_gone`); one in ERROR says so; the
+    schedule in a VM's metadata is copied to its row. Rows of users with a queued or running
+    job, and rows written since the listing, are left to the jobs. Returns the logins whose
+    row changed (beyond its schedule)."""
     by_name = {server.name: server for server in servers}
     changed = []
     with db.transaction(conn):
-        for github_id, login, state in db.vms_left_to_the_cloud(conn, listed_at):
+        for row in db.vms_left_to_the_cloud(conn, listed_at):
+            github_id, login, state = row["github_id"], row["login"], row["state"]
             server = by_name.get(launch_request.vm_name(login))
             if not _owned_by(server, login):
+                reason = lifetime.explain_gone(row)
+                if reason:
+                    lifetime.tell_owner(conn, github_id, login, row["name"] or
+                                        launch_request.vm_name(login), reason,
+                                        row["repo"] or "", row["ref"] or "")
                 db.delete_vm(conn, github_id)
-            elif (server.status or "").upper() not in ("ACTIVE", state.upper()):
-                db.set_vm_state(conn, github_id, (server.status or "unknown").lower())
             else:
-                continue
+                lifetime.save_metadata(conn, row, dict(getattr(server, "metadata", None) or {}))
+                if (server.status or "").upper() in ("ACTIVE", state.upper()):
+                    continue
+                db.set_vm_state(conn, github_id, (server.status or "unknown").lower())
             changed.append(login)
     for login in changed:
         log.info("%s's VM changed in the cloud: its row was brought in line", login)

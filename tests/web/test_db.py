@@ -86,10 +86,12 @@ def test_the_schema_refuses_what_is_not_a_job(conn):
 
 
 def test_the_schema_takes_the_phases_from_their_one_list(conn):
-    """db.PHASES (the CHECK's) is every phase of a start and of a delete, and "failed"."""
-    assert set(db.PHASES) == {*db.START_PHASES, *db.DELETE_PHASES, "failed"}
-    assert db.phases_of("start") == db.START_PHASES
-    assert db.phases_of("delete") == db.DELETE_PHASES
+    """db.PHASES (the CHECK's) is every phase of every action, and "failed"."""
+    assert set(db.PHASES) == {*db.START_PHASES, *db.DELETE_PHASES, *db.EXTEND_PHASES,
+                              *db.CULL_PHASES, "failed"}
+    assert set(db.PHASES_OF) == set(db.ACTIONS)
+    for action, phases in db.PHASES_OF.items():
+        assert db.phases_of(action) == phases
     job_id = db.enqueue_job(conn, 1, "alice", "start", "https://github.com/a/b")
     for phase in db.PHASES:
         conn.execute("UPDATE jobs SET phase = ? WHERE id = ?", (phase, job_id))

@@ -314,7 +314,9 @@ def test_a_run_that_publishes_ssc_vm_succeeds_and_records_the_url(database, conn
     assert dict(vm) | {"updated": None} == {
         "github_id": 7, "login": "Alice", "name": "ssc-r2d-alice", "repo": REPO, "ref": "main",
         "url": "http://127.0.0.1:8888/", "state": "ready", "updated": None,
-        "address": "127.0.0.1", "token": TOKEN}  # the token apart, never in the URL
+        "address": "127.0.0.1", "token": TOKEN,  # the token apart, never in the URL
+        "expires": "2099-01-01T00:00:00Z", "idle_deadline": "", "last_activity": "",
+        "extensions": 0, "extensions_left": None}
     # The output is readable, and holds neither the URL nor the token.
     assert "TASK [Create the VM, or find it]" in row["output"]
     assert f"arrived user=Alice repo={REPO} ref=main state=present" in unfolded(row["output"])

@@ -17,7 +17,19 @@ and a VM in the cloud builds its environment with repo2docker and serves it to y
 <dt>Ref</dt><dd><code>{{vm['ref']}}</code></dd>
 % end
 <dt>State</dt><dd>{{vm['state']}}</dd>
+% if lifetime['expires']:
+<dt>Deleted at the latest</dt><dd>{{lifetime['expires']}} ({{lifetime['expires_in']}}), in use or not</dd>
+% end
+<dt>Deleted if unused</dt>
+% if lifetime['idle_deadline']:
+<dd>at {{lifetime['idle_deadline']}} ({{lifetime['idle_in']}}), unless you use it before
+(last used {{lifetime['last_activity'] or 'at an unknown time'}}). A running kernel or an open
+terminal counts as use.</dd>
+% else:
+<dd>after some hours without use; the site's next check says when.</dd>
+% end
 </dl>
+% include('keep.tpl')
 % if jupyter_url:
 <p><a class="button" href="{{jupyter_url}}" rel="noreferrer noopener">Open Jupyter</a></p>
 % elif not job and vm['state'] != 'ready':
@@ -32,12 +44,16 @@ to reconnect to it (it is not built again), or delete it.</p>
 % end
 % else:
 <p>You have no VM at the moment.</p>
+% if lifetime['gone']:
+<p class="notice" role="status">{{lifetime['gone']}}</p>
+% end
 % end
 </section>
 % if job:
 <section aria-labelledby="job-heading">
 <h2 id="job-heading">Current job</h2>
-<p class="notice">{{'Starting' if job['action'] == 'start' else 'Deleting'}} your VM: {{job['state']}},
+% doing = {'start': 'Starting', 'extend': 'Keeping', 'delete': 'Deleting'}.get(job['action'], 'Working on')
+<p class="notice">{{doing}} your VM: {{job['state']}},
 phase <strong>{{job['phase']}}</strong>.
 <a href="/jobs/{{job['id']}}">Follow its progress</a>.</p>
 </section>
@@ -73,7 +89,7 @@ phase <strong>{{job['phase']}}</strong>.
 % for item in jobs:
 <tr><td>{{item['created'][:19].replace('T', ' ')}} UTC</td><td>{{item['action']}}</td>
 <td><code>{{item['repo']}}</code></td>
-<td><a href="/jobs/{{item['id']}}">{{item['state']}}</a></td></tr>
+<td><a href="/jobs/{{item['id']}}">{{item['message'] if item['action'] == 'cull' else item['state']}}</a></td></tr>
 % end
 </tbody>
 </table>

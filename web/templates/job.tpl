@@ -1,7 +1,8 @@
 % refresh = 0 if job['done'] else 3
 % include('header.tpl', refresh=refresh)
 <dl>
-<dt>Action</dt><dd>{{'Start a VM' if job['action'] == 'start' else 'Delete your VM'}}</dd>
+% titles = {'start': 'Start a VM', 'delete': 'Delete your VM', 'extend': 'Keep your VM longer', 'cull': "The site's cleanup deleted your VM"}
+<dt>Action</dt><dd>{{titles.get(job['action'], job['action'])}}</dd>
 % if job['repo']:
 <dt>Repository</dt><dd><code>{{job['repo']}}</code></dd>
 % end
