@@ -269,6 +269,10 @@ class SiteUser:
         """Delete the VM: the job's id."""
         return self._post("/VM_delete", "/VM_delete").headers["Location"].rsplit("/", 1)[-1]
 
+    def keep(self) -> str:
+        """Keep the VM longer (the page's "keep it" button): the job's id."""
+        return self._post("/VM_extend", "/").headers["Location"].rsplit("/", 1)[-1]
+
     def job(self, job_id: str) -> dict:
         return self._get(f"/jobs/{job_id}.json").json()
 
