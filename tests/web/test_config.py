@@ -63,6 +63,10 @@ def test_a_setting_has_the_name_of_its_key():
                                env={"OS_CLOUD": "mysite"}), GOOD)
     assert (config.max_concurrent, config.job_timeout, config.grace_period) == (2, 120, 7)
     assert config.env == {"OS_CLOUD": "mysite"}
+    assert from_dict(example(), GOOD).cull_interval == 0  # off unless set
+    assert from_dict(example(cull_interval=600), GOOD).cull_interval == 600
+    with pytest.raises(ConfigError, match=r"\[jobs\] cull_interval must be a number"):
+        from_dict(example(cull_interval=-1), GOOD)
 
 
 def test_relative_paths_are_relative_to_the_file(tmp_path):
