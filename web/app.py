@@ -271,7 +271,8 @@ def delete(conn: sqlite3.Connection, visitor: Visitor, config: Config):
 
 
 def extend(conn: sqlite3.Connection, visitor: Visitor, config: Config):
-    """"Keep it": queue one more extension of the caller's own VM (no field names a VM)."""
+    """Keep the caller's own VM longer: queue an extend job (no field names a VM); 409
+    without a VM, or when the site's cap is known to be reached."""
     allowed_only(visitor, config)
     vm = db.vm_of(conn, visitor.github_id)
     if vm is None or vm["state"] in ("", "deleted"):
