@@ -36,7 +36,6 @@ from localcloud.realcloud.image import (
     docker,
     ensure_network,
     ensure_realcloud_image,
-    wait_for_systemd,
 )
 
 CONTAINER = "realcloud"
@@ -46,7 +45,7 @@ IMAGE_NAME = "debian-13"
 IMAGE_SIZE = 1024 * 1024  # bytes of zeros: a raw disk Cinder copies into a volume in a moment
 IMAGE_PROPERTIES = {"os_distro": "debian", "os_version": "13", "os_admin_user": "debian",
                     "hw_disk_bus": "virtio"}  # fmt: skip
-START_TIMEOUT = 300  # seconds from `docker run` until every service answers
+START_TIMEOUT = 600  # seconds from `docker run` until every service answers (60 s when idle)
 ENDPOINTS = {  # service: a URL that answers (any status) once it serves
     "keystone": f"http://{ADDRESS}:5000/v3",
     "glance": f"http://{ADDRESS}:9292/",
@@ -101,7 +100,6 @@ def container_image(running_only: bool = False) -> str | None:
 
 def write_clouds_yaml(var_dir: Path) -> Path:
     """var_dir/clouds.yaml (mode 0600) from the credentials the image was built with."""
-    wait_for_systemd(CONTAINER)
     credentials = json.loads(docker("exec", CONTAINER, "cat", CREDENTIALS))
     clouds = {}
     for name, who in ((CLOUD, "demo"), (ADMIN_CLOUD, "admin")):

@@ -267,17 +267,18 @@ def _run_setup(log_path: Path) -> None:
         raise RealcloudError(f"{SETUP} failed ({result.returncode}); {log_path}:\n{tail}")
 
 
-def wait_for_systemd(container: str, timeout: float = 120) -> str:
-    """Wait until systemd in container has booted; its state ("running" or "degraded")."""
+def wait_for_systemd(container: str, timeout: float = 300) -> str:
+    """Wait until systemd in container has booted; its state ("running" or "degraded").
+    Raises RealcloudError after timeout seconds."""
     deadline = time.monotonic() + timeout
+    state = "unknown"
     while time.monotonic() < deadline:
-        result = docker("exec", container, "systemctl", "is-system-running", "--wait",
-                        check=False, timeout=timeout)  # fmt: skip
-        state = result.strip()
+        state = docker("exec", container, "systemctl", "is-system-running", check=False,
+                       timeout=30).strip() or "unknown"  # fmt: skip
         if state in ("running", "degraded"):
             return state
         time.sleep(1)
-    raise RealcloudError(f"systemd in {container} did not finish booting in {timeout:.0f} s")
+    raise RealcloudError(f"systemd in {container} still {state} after {timeout:.0f} s")
 
 
 def ensure_network() -> None:
@@ -289,10 +290,15 @@ def ensure_network() -> None:
 
 def docker(*args: str, check: bool = True, input: bytes | None = None,
            timeout: float | None = 600) -> str:
-    """Run `docker args`; its stdout ("" when it failed and check is false).
+    """Run `docker args`; its stdout ("" when it failed or timed out and check is false).
     Raises RealcloudError with docker's output when it fails and check is true."""
-    result = subprocess.run(["docker", *args], input=input, capture_output=True,
-                            timeout=timeout)  # fmt: skip
+    try:
+        result = subprocess.run(["docker", *args], input=input, capture_output=True,
+                                timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired as error:
+        if check:
+            raise RealcloudError(f"docker {' '.join(args[:3])} timed out ({timeout} s)") from error
+        return ""
     if result.returncode != 0:
         if check:
             output = (result.stdout + result.stderr).decode(errors="replace").strip()
