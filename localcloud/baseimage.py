@@ -227,14 +227,16 @@ def build_rootfs_image(
     cache_dir: Path, ref: str, *, suite: str, packages: tuple[str, ...],
     configure: Callable[[Path], None], log: Log, name: str = "rootfs",
     image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base",
+    label: str = DOCKER_LABEL,
 ) -> None:
     """Import a Debian `suite` root file system as the Docker image `ref`.
 
     debootstrap (minbase) into cache_dir/name, with cache_dir/debs as the shared .deb cache;
     `apt-get install --no-install-recommends packages` in a chroot (services never start:
     policy-rc.d says no); configure(rootfs) with /proc mounted, which must remove BUILD_FILES
-    (see _configure); then `docker import` with image_changes and the label
-    `io.localcloud.<kind>=<recipe hash>`. The directory is removed afterwards, also on failure.
+    (see _configure); then `docker import` with image_changes and the labels `<label>=1` and
+    `<label>.<kind>=<recipe hash>` (localcloud purges, and takes helpers from, the images
+    labelled io.localcloud). The directory is removed afterwards, also on failure.
     Raises BaseImageError naming the step that failed.
     """
     rootfs = cache_dir / name
@@ -248,7 +250,7 @@ def build_rootfs_image(
             _step(log, f"{name}: apt-get install", _install_packages, rootfs, debs, packages,
                   suite)  # fmt: skip
             _step(log, f"{name}: configure", configure, rootfs)
-        _step(log, f"{name}: docker import", _import, rootfs, ref, image_changes, kind)
+        _step(log, f"{name}: docker import", _import, rootfs, ref, image_changes, kind, label)
     finally:
         _remove_tree(rootfs)
 
@@ -359,10 +361,11 @@ def _remove(rootfs: Path, patterns: tuple[str, ...]) -> None:
 
 
 def _import(
-    rootfs: Path, ref: str, image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base"
+    rootfs: Path, ref: str, image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base",
+    label: str = DOCKER_LABEL,
 ) -> None:
     recipe = ref.rpartition(":")[2]
-    labels = [f"LABEL {DOCKER_LABEL}=1", f"LABEL {DOCKER_LABEL}.{kind}={recipe}"]
+    labels = [f"LABEL {label}=1", f"LABEL {label}.{kind}={recipe}"]
     changes = [arg for change in (*image_changes, *labels) for arg in ("--change", change)]
     tar = subprocess.Popen(
         ["tar", "-C", str(rootfs), "--numeric-owner", "--xattrs", "--xattrs-include=*",

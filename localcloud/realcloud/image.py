@@ -37,13 +37,12 @@ from localcloud.baseimage import (
     host_certs,
     image_exists,
 )
-from localcloud.config import DOCKER_LABEL
 
 SUITE = "bookworm"
 PACKAGES_REPOSITORY = "realcloud/zed-packages"
 REPOSITORY = "realcloud/zed"
-PACKAGES_RECIPE_VERSION = 1  # bump when the build steps change and the data below does not
-RECIPE_VERSION = 1
+PACKAGES_RECIPE_VERSION = 2  # bump when the build steps change and the data below does not
+RECIPE_VERSION = 2
 
 NETWORK = "realcloud"
 SUBNET = "10.89.9.0/24"
@@ -54,7 +53,8 @@ REGION = "RegionOne"
 # (neutron/tests/unit/plugins/ml2/drivers/mechanism_test.py), so nova-compute takes it.
 COMPUTE_HOST = "host-ovs-filter-active"
 BUILD_CONTAINER = "realcloud-build"
-LABEL = f"{DOCKER_LABEL}.realcloud"
+# Not localcloud's io.localcloud: `localcloud down --purge` removes what carries that one.
+LABEL = "io.realcloud"
 
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "iproute2", "procps", "netbase", "ca-certificates",
@@ -178,7 +178,8 @@ def _files() -> list[Path]:
 def _build_packages(cache_dir: Path, ref: str, log: Log) -> None:
     build_rootfs_image(
         cache_dir, ref, suite=SUITE, packages=PACKAGES, log=log, name="realcloud-rootfs",
-        configure=_configure_packages, image_changes=IMAGE_CHANGES, kind="realcloud-packages",
+        configure=_configure_packages, image_changes=IMAGE_CHANGES, kind="packages",
+        label=LABEL,
     )  # fmt: skip
 
 
@@ -197,7 +198,7 @@ def _configure_image(packages: str) -> Callable[[Path, str, Log], None]:
         ensure_network()
         for name in (BUILD_CONTAINER, HOSTNAME):
             docker("rm", "-f", name, check=False)
-        docker("run", "-d", "--name", BUILD_CONTAINER, "--label", f"{LABEL}=build",
+        docker("run", "-d", "--name", BUILD_CONTAINER, "--label", f"{LABEL}.build=1",
                *CONTAINER_OPTIONS, packages)  # fmt: skip
         try:
             started = time.monotonic()
@@ -207,8 +208,8 @@ def _configure_image(packages: str) -> Callable[[Path, str, Log], None]:
             log(f"realcloud: setup took {time.monotonic() - started:.0f} s")
             docker("stop", "-t", str(STOP_TIMEOUT), BUILD_CONTAINER)
             changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
-            docker("commit", *changes, "--change", f"LABEL {LABEL}={ref.rpartition(':')[2]}",
-                   BUILD_CONTAINER, ref)  # fmt: skip
+            docker("commit", *changes, "--change",
+                   f"LABEL {LABEL}.image={ref.rpartition(':')[2]}", BUILD_CONTAINER, ref)
         finally:
             docker("rm", "-f", BUILD_CONTAINER, check=False)
 
