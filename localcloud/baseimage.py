@@ -142,7 +142,7 @@ class BaseImageError(RuntimeError):
 
 def ensure_base_image(cache_dir: Path, *, log: Log = print) -> str:
     ref = f"{REPOSITORY}:{recipe_hash()}"
-    ensure_image(ref, cache_dir, _build, f"Debian {SUITE}", log)
+    ensure_image(ref, cache_dir, _build, f"Debian {SUITE}, about a minute", log)
     return ref
 
 
@@ -153,6 +153,7 @@ def ensure_image(ref: str, cache_dir: Path, build: Callable[[Path, str, Log], No
     build(cache_dir, ref, log) makes it; one build at a time per cache_dir (a file lock: the
     debs are shared), so a second caller waits and then finds the image. Afterwards the tags
     `keep` point at it too and the repository's other tags (older recipes) are removed.
+    `what` says in the log what is built and how long it takes.
     Raises what build raises (BaseImageError for a failed step).
     """
     if image_exists(ref):
@@ -163,7 +164,7 @@ def ensure_image(ref: str, cache_dir: Path, build: Callable[[Path, str, Log], No
         if image_exists(ref):
             return
         started = time.monotonic()
-        log(f"baseimage: building {ref} ({what}, about a minute)")
+        log(f"baseimage: building {ref} ({what})")
         build(cache_dir, ref, log)
         log(f"baseimage: built {ref} in {time.monotonic() - started:.0f} s")
         for tag in keep:
@@ -474,8 +475,8 @@ def ensure_notebook_image(cache_dir: Path, *, log: Log = print) -> str:
     cache_dir is the one given to :func:`ensure_base_image`: the debs cache is shared.
     """
     ref = f"{NOTEBOOK_REPOSITORY}:{notebook_recipe_hash()}"
-    ensure_image(ref, cache_dir, _build_notebook, f"Debian {SUITE} and Jupyter", log,
-                  keep=(NOTEBOOK_LATEST,))
+    ensure_image(ref, cache_dir, _build_notebook, f"Debian {SUITE} and Jupyter, about a minute",
+                 log, keep=(NOTEBOOK_LATEST,))
     if _image_id(NOTEBOOK_LATEST) != _image_id(ref):
         _run(["docker", "tag", ref, NOTEBOOK_LATEST])
     return ref

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import keystoneauth1.exceptions
 import openstack.config
 import openstack.connection
 import requests
@@ -131,8 +132,8 @@ def wait_until_serving(admin: openstack.connection.Connection, timeout: float) -
                 waiting = ", ".join(sorted(services_down(admin))) or ""
                 if not waiting:
                     return
-        except openstack.exceptions.SDKException:
-            pass  # an API answers before its backend does (e.g. Keystone's cache)
+        except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException):
+            pass  # an API may answer before it serves (e.g. Keystone before MariaDB)
         time.sleep(2)
     logs = docker("exec", CONTAINER, "systemctl", "--failed", "--no-legend", check=False)
     raise RealcloudError(f"not serving after {timeout:.0f} s; waiting for {waiting}; "

@@ -42,7 +42,7 @@ SUITE = "bookworm"
 PACKAGES_REPOSITORY = "realcloud/zed-packages"
 REPOSITORY = "realcloud/zed"
 PACKAGES_RECIPE_VERSION = 2  # bump when the build steps change and the data below does not
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 NETWORK = "realcloud"
 SUBNET = "10.89.9.0/24"
@@ -132,8 +132,10 @@ def ensure_realcloud_image(cache_dir: Path, *, log: Log = print) -> str:
     if image_exists(ref):
         return ref
     packages = f"{PACKAGES_REPOSITORY}:{packages_recipe_hash()}"
-    ensure_image(packages, cache_dir, _build_packages, f"Debian {SUITE}, OpenStack Zed", log)
-    ensure_image(ref, cache_dir / "setup", _configure_image(packages), "OpenStack set up", log)
+    ensure_image(packages, cache_dir, _build_packages,
+                 f"Debian {SUITE} with OpenStack Zed's packages, 5 to 10 minutes", log)
+    ensure_image(ref, cache_dir / "setup", _configure_image(packages),
+                 "OpenStack configured, 3 to 5 minutes", log)
     return ref
 
 
@@ -198,14 +200,14 @@ def _configure_image(packages: str) -> Callable[[Path, str, Log], None]:
         ensure_network()
         for name in (BUILD_CONTAINER, HOSTNAME):
             docker("rm", "-f", name, check=False)
-        docker("run", "-d", "--name", BUILD_CONTAINER, "--label", f"{LABEL}.build=1",
-               *CONTAINER_OPTIONS, packages)  # fmt: skip
+        # no label of its own: the image it is committed to would carry it
+        docker("run", "-d", "--name", BUILD_CONTAINER, *CONTAINER_OPTIONS, packages)
         try:
             started = time.monotonic()
             wait_for_systemd(BUILD_CONTAINER)
             docker("cp", "-", f"{BUILD_CONTAINER}:/", input=_rendered_files())
             _run_setup(cache_dir / "setup.log")
-            log(f"realcloud: setup took {time.monotonic() - started:.0f} s")
+            log(f"realcloud-setup took {time.monotonic() - started:.0f} s")
             docker("stop", "-t", str(STOP_TIMEOUT), BUILD_CONTAINER)
             changes = [arg for change in IMAGE_CHANGES for arg in ("--change", change)]
             docker("commit", *changes, "--change",
@@ -234,9 +236,10 @@ def _rendered_files() -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for path in _files():
-            text = _render(path, values)
-            executable = path.stat().st_mode & 0o111
-            _add(tar, str(path.relative_to(FILES)), text, 0o755 if executable else 0o644)
+            # by place, not by the file's mode: an installed wheel keeps no x bits
+            executable = path.parent.name in ("bin", "sbin")
+            _add(tar, str(path.relative_to(FILES)), _render(path, values),
+                 0o755 if executable else 0o644)  # fmt: skip
         _add(tar, CREDENTIALS.lstrip("/"), json.dumps(credentials, indent=1), 0o600)
     return buffer.getvalue()
 
