@@ -56,19 +56,25 @@ MASKED_UNITS = (
     "fstrim.timer",
 )
 
-APT_SOURCES = f"""\
+
+def apt_sources(suite: str) -> str:
+    """/etc/apt/sources.list.d/debian.sources for a Debian suite: main, updates and security."""
+    return f"""\
 Types: deb
 URIs: {MIRROR}
-Suites: {SUITE} {SUITE}-updates
+Suites: {suite} {suite}-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: http://deb.debian.org/debian-security
-Suites: {SUITE}-security
+Suites: {suite}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
+
+
+APT_SOURCES = apt_sources(SUITE)
 
 CLOUD_CFG = """\
 # localcloud: this "VM" is a Docker container; Docker configures eth0.
@@ -136,23 +142,29 @@ class BaseImageError(RuntimeError):
 
 def ensure_base_image(cache_dir: Path, *, log: Log = print) -> str:
     ref = f"{REPOSITORY}:{recipe_hash()}"
-    _ensure_image(ref, cache_dir, _build, f"Debian {SUITE}", log)
+    ensure_image(ref, cache_dir, _build, f"Debian {SUITE}, about a minute", log)
     return ref
 
 
-def _ensure_image(ref: str, cache_dir: Path, build: Callable[[Path, str, Log], None],
-                  what: str, log: Log, keep: tuple[str, ...] = ()) -> None:
-    """Build `ref` unless it exists: one build at a time per cache (the debs are shared);
-    then tag `keep` onto it and drop the repository's older recipes."""
-    if _image_exists(ref):
+def ensure_image(ref: str, cache_dir: Path, build: Callable[[Path, str, Log], None],
+                 what: str, log: Log, keep: tuple[str, ...] = ()) -> None:
+    """Build the Docker image `ref` ("repository:recipe hash") unless it exists.
+
+    build(cache_dir, ref, log) makes it; one build at a time per cache_dir (a file lock: the
+    debs are shared), so a second caller waits and then finds the image. Afterwards the tags
+    `keep` point at it too and the repository's other tags (older recipes) are removed.
+    `what` says in the log what is built and how long it takes.
+    Raises what build raises (BaseImageError for a failed step).
+    """
+    if image_exists(ref):
         return
     cache_dir = Path(cache_dir).resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
     with _locked(cache_dir / ".lock"):
-        if _image_exists(ref):
+        if image_exists(ref):
             return
         started = time.monotonic()
-        log(f"baseimage: building {ref} ({what}, about a minute)")
+        log(f"baseimage: building {ref} ({what})")
         build(cache_dir, ref, log)
         log(f"baseimage: built {ref} in {time.monotonic() - started:.0f} s")
         for tag in keep:
@@ -171,18 +183,20 @@ def recipe_hash() -> str:
         "build_files": BUILD_FILES,
         "removed": REMOVED_AFTER_BUILD,
         "changes": IMAGE_CHANGES,
-        "host_ca": _host_certs(),
+        "host_ca": host_certs(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _host_certs() -> list[str]:
+def host_certs() -> list[str]:
+    """The host's CA certificates (PEM blocks), which images built here trust too."""
     if not HOST_CA_BUNDLE.exists():
         return []
     return PEM_CERT.findall(HOST_CA_BUNDLE.read_text())
 
 
-def _image_exists(ref: str) -> bool:
+def image_exists(ref: str) -> bool:
+    """Whether Docker has the image ref ("repository:tag")."""
     result = subprocess.run(["docker", "image", "inspect", ref], capture_output=True)
     return result.returncode == 0
 
@@ -206,17 +220,38 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _build(cache_dir: Path, ref: str, log: Log) -> None:
-    rootfs = cache_dir / "rootfs"
+    build_rootfs_image(cache_dir, ref, suite=SUITE, packages=PACKAGES, configure=_configure,
+                       log=log)
+
+
+def build_rootfs_image(
+    cache_dir: Path, ref: str, *, suite: str, packages: tuple[str, ...],
+    configure: Callable[[Path], None], log: Log, name: str = "rootfs",
+    image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base",
+    label: str = DOCKER_LABEL,
+) -> None:
+    """Import a Debian `suite` root file system as the Docker image `ref`.
+
+    debootstrap (minbase) into cache_dir/name, with cache_dir/debs as the shared .deb cache;
+    `apt-get install --no-install-recommends packages` in a chroot (services never start:
+    policy-rc.d says no); configure(rootfs) with /proc mounted, which must remove BUILD_FILES
+    (see _configure); then `docker import` with image_changes and the labels `<label>=1` and
+    `<label>.<kind>=<recipe hash>` (localcloud purges, and takes helpers from, the images
+    labelled io.localcloud). The directory is removed afterwards, also on failure.
+    Raises BaseImageError naming the step that failed.
+    """
+    rootfs = cache_dir / name
     debs = cache_dir / "debs"
     debs.mkdir(exist_ok=True)
     _remove_tree(rootfs)
     try:
-        _step(log, "debootstrap", _debootstrap, rootfs, debs)
-        _step(log, "debootstrap --second-stage", _debootstrap_second_stage, rootfs)
+        _step(log, f"{name}: debootstrap {suite}", _debootstrap, rootfs, debs, suite)
+        _step(log, f"{name}: debootstrap --second-stage", _debootstrap_second_stage, rootfs)
         with _proc_mounted(rootfs):
-            _step(log, "apt-get install", _install_packages, rootfs, debs)
-            _step(log, "configure", _configure, rootfs)
-        _step(log, "docker import", _import, rootfs, ref)
+            _step(log, f"{name}: apt-get install", _install_packages, rootfs, debs, packages,
+                  suite)  # fmt: skip
+            _step(log, f"{name}: configure", configure, rootfs)
+        _step(log, f"{name}: docker import", _import, rootfs, ref, image_changes, kind, label)
     finally:
         _remove_tree(rootfs)
 
@@ -246,10 +281,10 @@ def _chroot(rootfs: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return _run(["chroot", str(rootfs), *args], env=environment)
 
 
-def _debootstrap(rootfs: Path, debs: Path) -> None:
+def _debootstrap(rootfs: Path, debs: Path, suite: str = SUITE) -> None:
     _run([
         "debootstrap", "--foreign", "--variant=minbase", f"--cache-dir={debs}",
-        SUITE, str(rootfs), MIRROR,
+        suite, str(rootfs), MIRROR,
     ])  # fmt: skip
 
 
@@ -260,9 +295,11 @@ def _debootstrap_second_stage(rootfs: Path) -> None:
     _chroot(rootfs, "/debootstrap/debootstrap", "--second-stage")
 
 
-def _install_packages(rootfs: Path, debs: Path, packages: tuple[str, ...] = PACKAGES) -> None:
+def _install_packages(
+    rootfs: Path, debs: Path, packages: tuple[str, ...] = PACKAGES, suite: str = SUITE
+) -> None:
     (rootfs / "etc/apt/sources.list").unlink(missing_ok=True)
-    _write_files(rootfs, {"etc/apt/sources.list.d/debian.sources": APT_SOURCES})
+    _write_files(rootfs, {"etc/apt/sources.list.d/debian.sources": apt_sources(suite)})
     archives = rootfs / "var/cache/apt/archives"
     _link_debs(debs, archives)
     _chroot(rootfs, "apt-get", "-q", "update")
@@ -280,21 +317,29 @@ def _link_debs(source: Path, target: Path) -> None:
 
 
 def _configure(rootfs: Path) -> None:
-    _write_files(rootfs, FILES)
-    for unit in MASKED_UNITS:
+    finish_rootfs(rootfs, FILES, MASKED_UNITS, REMOVED_AFTER_BUILD)
+
+
+def finish_rootfs(rootfs: Path, files: dict[str, str], masked: tuple[str, ...],
+                  removed: tuple[str, ...]) -> None:
+    """Make a chroot a systemd container's root: write `files` (path below / -> text), mask
+    the `masked` systemd units, trust the host's CA certificates, delete the `removed` globs
+    (which should hold BUILD_FILES), empty machine-id (made from $container_uuid at boot)."""
+    _write_files(rootfs, files)
+    for unit in masked:
         link = rootfs / "etc/systemd/system" / unit
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
     _add_host_certs(rootfs)
     _chroot(rootfs, "update-ca-certificates")
-    _remove(rootfs, REMOVED_AFTER_BUILD)
+    _remove(rootfs, removed)
     (rootfs / "etc/machine-id").write_text("")
     (rootfs / "etc/resolv.conf").write_text("")
 
 
 def _add_host_certs(rootfs: Path) -> None:
     known = set(PEM_CERT.findall((rootfs / HOST_CA_BUNDLE.relative_to("/")).read_text()))
-    extra = [cert for cert in _host_certs() if cert not in known]
+    extra = [cert for cert in host_certs() if cert not in known]
     target = rootfs / "usr/local/share/ca-certificates"
     for number, cert in enumerate(extra):
         (target / f"localcloud-host-{number:03d}.crt").write_text(cert + "\n")
@@ -317,10 +362,11 @@ def _remove(rootfs: Path, patterns: tuple[str, ...]) -> None:
 
 
 def _import(
-    rootfs: Path, ref: str, image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base"
+    rootfs: Path, ref: str, image_changes: tuple[str, ...] = IMAGE_CHANGES, kind: str = "base",
+    label: str = DOCKER_LABEL,
 ) -> None:
     recipe = ref.rpartition(":")[2]
-    labels = [f"LABEL {DOCKER_LABEL}=1", f"LABEL {DOCKER_LABEL}.{kind}={recipe}"]
+    labels = [f"LABEL {label}=1", f"LABEL {label}.{kind}={recipe}"]
     changes = [arg for change in (*image_changes, *labels) for arg in ("--change", change)]
     tar = subprocess.Popen(
         ["tar", "-C", str(rootfs), "--numeric-owner", "--xattrs", "--xattrs-include=*",
@@ -429,8 +475,8 @@ def ensure_notebook_image(cache_dir: Path, *, log: Log = print) -> str:
     cache_dir is the one given to :func:`ensure_base_image`: the debs cache is shared.
     """
     ref = f"{NOTEBOOK_REPOSITORY}:{notebook_recipe_hash()}"
-    _ensure_image(ref, cache_dir, _build_notebook, f"Debian {SUITE} and Jupyter", log,
-                  keep=(NOTEBOOK_LATEST,))
+    ensure_image(ref, cache_dir, _build_notebook, f"Debian {SUITE} and Jupyter, about a minute",
+                 log, keep=(NOTEBOOK_LATEST,))
     if _image_id(NOTEBOOK_LATEST) != _image_id(ref):
         _run(["docker", "tag", ref, NOTEBOOK_LATEST])
     return ref
@@ -450,7 +496,7 @@ def notebook_recipe_hash() -> str:
         "build_files": BUILD_FILES,
         "removed": NOTEBOOK_REMOVED_AFTER_BUILD,
         "changes": NOTEBOOK_IMAGE_CHANGES,
-        "host_ca": _host_certs(),
+        "host_ca": host_certs(),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
