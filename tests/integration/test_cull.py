@@ -34,9 +34,9 @@ def cull(cloud, *extra: str) -> dict:
 
 
 def api(result: dict) -> tuple[str, dict]:
-    """A launched VM's Jupyter: its base URL and the header with its token."""
-    base, _, token = result["url"].partition("/?token=")
-    return base, {"Authorization": f"token {token}"}
+    """A launched VM's Jupyter: its base URL and the header with its token (published apart
+    from the URL, which never holds it)."""
+    return result["url"].rstrip("/"), {"Authorization": f"token {result['token']}"}
 
 
 def kernels(result: dict) -> list[dict]:
