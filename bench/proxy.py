@@ -109,25 +109,32 @@ def main() -> None:
             """, page_port))
             print(f"1. authorization subrequests, {seconds} s each, 50 connections, waitress "
                   f"{THREADS} threads")
-            bare = wrk(f"http://127.0.0.1:{bare_port}/", seconds)
-            auth = wrk(f"http://127.0.0.1:{app_port}/proxy/auth", seconds,
-                       f"__Host-ssc_vm={pass_id}", host=f"{NAME}.{vms_domain}")
-            print(line("bare Bottle page", bare))
-            print(line("/proxy/auth (the owner's pass)", auth))
-            print(f"  ratio {auth['rps'] / bare['rps']:.2f} (target 0.6 or more)")
+            side_by_side(("bare Bottle page", f"http://127.0.0.1:{bare_port}/"),
+                         ("/proxy/auth (the owner's pass)",
+                          f"http://127.0.0.1:{app_port}/proxy/auth"),
+                         seconds, f"__Host-ssc_vm={pass_id}", f"{NAME}.{vms_domain}",
+                         " (target 0.6 or more)")
 
             nginx = start_nginx(temp, app_port, https_port, page_port)
             processes.append(nginx)
             print(f"2. a 40 kB page of the VM, {seconds} s each")
-            direct = wrk(f"http://127.0.0.1:{page_port}/", seconds)
-            through = wrk(f"https://127.0.0.1:{https_port}/", seconds,
-                          f"__Host-ssc_vm={pass_id}", host=f"{NAME}.{vms_domain}")
-            print(line("direct (http://<vm>:8888/)", direct))
-            print(line("through the proxy (https, auth)", through))
-            print(f"  ratio {through['rps'] / direct['rps']:.2f}")
+            side_by_side(("direct (http://<vm>:8888/)", f"http://127.0.0.1:{page_port}/"),
+                         ("through the proxy (https, auth)", f"https://127.0.0.1:{https_port}/"),
+                         seconds, f"__Host-ssc_vm={pass_id}", f"{NAME}.{vms_domain}")
         finally:
             for process in processes:
                 process.terminate()
+
+
+def side_by_side(base: tuple[str, str], measured: tuple[str, str], seconds: int,
+                 cookie: str, host: str, target: str = "") -> None:
+    """Load `base` (label, URL) plainly and `measured` with the pass `cookie` for `host`, one
+    after the other in this run; print both and measured/base requests per second."""
+    first = wrk(base[1], seconds)
+    second = wrk(measured[1], seconds, cookie, host=host)
+    print(line(base[0], first))
+    print(line(measured[0], second))
+    print(f"  ratio {second['rps'] / first['rps']:.2f}{target}")
 
 
 def start_nginx(temp: Path, app_port: int, https_port: int, page_port: int):
