@@ -47,6 +47,7 @@ IMAGE_SIZE = 1024 * 1024  # bytes of zeros: a raw disk Cinder copies into a volu
 IMAGE_PROPERTIES = {"os_distro": "debian", "os_version": "13", "os_admin_user": "debian",
                     "hw_disk_bus": "virtio"}  # fmt: skip
 START_TIMEOUT = 600  # seconds from `docker run` until every service answers (60 s when idle)
+API_TIMEOUT = 120  # seconds a client waits for one answer (clouds.yaml api_timeout)
 ENDPOINTS = {  # service: a URL that answers (any status) once it serves
     "keystone": f"http://{ADDRESS}:5000/v3",
     "glance": f"http://{ADDRESS}:9292/",
@@ -100,7 +101,9 @@ def container_image(running_only: bool = False) -> str | None:
 
 
 def write_clouds_yaml(var_dir: Path) -> Path:
-    """var_dir/clouds.yaml (mode 0600) from the credentials the image was built with."""
+    """var_dir/clouds.yaml (mode 0600) from the credentials the image was built with; every
+    request of a client using it gives up after API_TIMEOUT seconds (openstacksdk's api_timeout),
+    so a stuck service fails a call instead of hanging it."""
     credentials = json.loads(docker("exec", CONTAINER, "cat", CREDENTIALS))
     clouds = {}
     for name, who in ((CLOUD, "demo"), (ADMIN_CLOUD, "admin")):
@@ -108,7 +111,7 @@ def write_clouds_yaml(var_dir: Path) -> Path:
             "auth": {"auth_url": credentials["auth_url"], **credentials[who],
                      "user_domain_name": "Default", "project_domain_name": "Default"},
             "region_name": credentials["region_name"], "interface": "public",
-            "identity_api_version": 3}  # fmt: skip
+            "identity_api_version": 3, "api_timeout": API_TIMEOUT}  # fmt: skip
     path = var_dir / "clouds.yaml"
     path.touch(mode=0o600)
     path.write_text(yaml.safe_dump({"clouds": clouds}, sort_keys=False))
