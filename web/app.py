@@ -382,7 +382,7 @@ ROUTES = (
     ("GET", "/auth/login", login),
     ("GET", "/auth/callback", callback),
     ("POST", "/auth/logout", logout),
-    ("GET", "/vm/<name:re:[a-z0-9-]{1,63}>", proxy.enter),
+    ("GET", f"/vm/<name:re:{proxy.VM_NAME.pattern}>", proxy.enter),
     ("GET", "/proxy/pass", proxy.take_pass),
     ("GET", "/proxy/auth", proxy.authorize),
 )

@@ -40,18 +40,27 @@ def repository_hosts(inventory: str | Path, role_defaults: Path = ROLE_DEFAULTS
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
+    from ansible.utils.vars import combine_vars
     from ansible.vars.manager import VariableManager
+    from ansible.vars.plugins import get_vars_from_inventory_sources
 
     source = str(Path(inventory).resolve())
     if not Path(source).exists():
         raise InventoryError(f"{inventory} does not exist")
     loader = DataLoader()
     try:
-        # parse_source says whether a plugin parsed it (InventoryManager only warns)
-        if not InventoryManager(loader, parse=False).parse_source(source):
+        # InventoryManager.parse_sources, parsing once: parse_source says whether a plugin
+        # parsed it (parse_sources only warns), then its post-processing and the vars
+        # plugins of the "inventory" stage (group_vars/ with ANSIBLE_RUN_VARS_PLUGINS=start;
+        # with the default, "demand", get_vars reads them)
+        manager = InventoryManager(loader, sources=[source], parse=False)
+        if not manager.parse_source(source):
             raise InventoryError(f"{inventory} could not be parsed as an inventory (see "
                                  "the warnings above)")
-        manager = InventoryManager(loader, sources=[source])
+        manager.reconcile_inventory()
+        for entity in (*manager.groups.values(), *manager.hosts.values()):
+            entity.vars = combine_vars(entity.vars, get_vars_from_inventory_sources(
+                loader, [source], [entity], "inventory"))
         variables = VariableManager(loader=loader, inventory=manager).get_vars(
             host=manager.get_host(HOST))
         defaults = loader.load_from_file(str(role_defaults)) or {}

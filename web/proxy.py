@@ -10,8 +10,9 @@ owner gets through. The routes here are the proxy's side of the app:
                             sets the pass cookie for that host only, 303 to ``/``
     GET /proxy/auth         (nginx ``auth_request``, Host = the VM's host) 200 with
                             ``X-SSC-Upstream: <fixed address>`` and ``X-SSC-Token: <token>``
-                            for the VM's owner; 401 without a valid pass, 403 for a request
-                            from another origin (nginx turns both into a redirect to /vm/<name>)
+                            for the VM's owner; 401 without a valid pass (nginx turns it
+                            into a redirect to /vm/<name>), 403 for a request from another
+                            origin (nginx answers 403)
 
 The proxy puts ``Authorization: token <X-SSC-Token>`` on the request it passes to the VM, so
 the Jupyter token is never in a URL, page, redirect, cookie or log; the browser holds only the
@@ -49,6 +50,7 @@ PASS_PATH = "/_ssc/pass"  # noqa: S105 (a path) on the VM's host; nginx sends it
 UPSTREAM_HEADER = "X-SSC-Upstream"
 TOKEN_HEADER = "X-SSC-Token"  # noqa: S105 (a header name)
 TICKET = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+VM_NAME = re.compile(r"[a-z0-9-]{1,63}")  # one DNS label (user_vm names them ssc-r2d-...)
 
 
 # --- the VM's addresses as the playbook reports them ---------------------------------------
@@ -85,7 +87,8 @@ def jupyter_link(config: Config, vm: sqlite3.Row | None) -> str:
 
 
 def vm_name_of_host(config: Config, host: str | None) -> str:
-    """The VM name in a ``Host`` header of ``<name>.<vms_domain>`` ("" for any other host)."""
+    """The VM name in a ``Host`` header of ``<name>.<vms_domain>``, `name` one label of
+    :data:`VM_NAME` as in ``/vm/<name>`` ("" for any other host)."""
     if not host or not config.vms_domain:
         return ""
     host = host.lower()
@@ -95,7 +98,7 @@ def vm_name_of_host(config: Config, host: str | None) -> str:
     if not host.endswith(suffix):
         return ""
     name = host[: -len(suffix)]
-    return name if name and "." not in name else ""
+    return name if VM_NAME.fullmatch(name) else ""
 
 
 def pass_cookie(config: Config) -> str:

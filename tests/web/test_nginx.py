@@ -2,7 +2,8 @@
 the app served in-process and a stand-in Jupyter that echoes what reaches it: the owner
 gets through over HTTPS with the token added upstream and the pass cookie kept from the VM,
 WebSockets are passed on, everybody else is sent to the app, no ``token=`` or ticket in any
-log. Needs Debian's nginx (scripts/setup.sh installs nginx-light); no cloud."""
+log, and no cookie of the pass's names reaches the VM, however many the browser sends.
+Needs Debian's nginx (scripts/setup.sh installs nginx-light); no cloud."""
 
 from __future__ import annotations
 
@@ -221,3 +222,26 @@ def test_the_owner_reaches_jupyter_through_nginx_and_others_do_not(front):
     for log in logs.iterdir():
         text = log.read_text()
         assert "token=" not in text and TOKEN not in text and "ticket=" not in text, log.name
+
+
+def test_no_pass_reaches_the_vm_behind_cookies_of_its_name(front):
+    """The VM's code can set ``ssc_vm`` cookies on narrower paths, which the browser sends
+    before the pass: each is removed with the pass, other cookies go on; with more than nginx
+    removes one by one, no cookie goes at all."""
+    site, base, port, _, ca, _ = front
+    alice = https_browser(ca)
+    sign_in(base, alice, "alice")
+    name = give_vm(site, "alice", address="127.0.0.1")
+    vm = f"https://{name}.{DOMAIN}:{port}"
+    assert alice.get(vm + "/", timeout=10).status_code == 200
+    pass_id = alice.cookies["__Host-ssc_vm"]
+
+    for cookies, reaching in ((f"ssc_vm=x; __Host-ssc_vm={pass_id}; _xsrf=k", "; _xsrf=k"),
+                              (f"a=1;ssc_vm=x;__Host-ssc_vm={pass_id}", "a=1"),
+                              (f"ssc_vm=x; ssc_vm=y; __Host-ssc_vm={pass_id}; _xsrf=k", None)):
+        page = alice.get(vm + "/api/contents", headers={"Cookie": cookies}, timeout=10)
+        assert page.status_code == 200, page.text  # the pass got the owner through
+        seen = page.json()
+        assert seen["request"] == "GET /api/contents HTTP/1.1"
+        assert seen.get("Cookie") == reaching, cookies
+        assert pass_id not in str(seen)

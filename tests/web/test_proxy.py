@@ -142,7 +142,8 @@ def test_the_auth_route_answers_vm_host_names_only(alice, site):
     give_vm(site, "alice")
     cookie = handshake(alice, site, "ssc-r2d-alice")
     for host in (f"127.0.0.1:{site.url.rsplit(':', 1)[1]}", DOMAIN, f"a.b.{DOMAIN}",
-                 f"ssc-r2d-alice.{DOMAIN}.evil.example"):
+                 f"ssc-r2d-alice.{DOMAIN}.evil.example", f"ssc_r2d.{DOMAIN}",
+                 f"{'a' * 64}.{DOMAIN}"):
         answer = requests.get(site.url + "/proxy/auth", timeout=10, allow_redirects=False,
                               headers={"Host": host, "Cookie": f"ssc_vm={cookie}"})
         assert answer.status_code == 401, host
