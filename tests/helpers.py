@@ -63,7 +63,7 @@ class LocalCloud:
 
     def request_counts(self, token: str) -> dict[str, int]:
         """Requests each service of the local cloud has had (its control API's count)."""
-        return requests.get("http://127.0.0.1:8770/localcloud/requests", timeout=10,
+        return requests.get("http://127.0.0.1:8770/localcloud/requests", timeout=60,
                             headers={"X-Auth-Token": token}).json()["requests"]
 
     def localcloud(self, *args: str) -> str:
