@@ -29,6 +29,7 @@ from localcloud.config import from_environment
 log = logging.getLogger("localcloud")
 
 BASE_IMAGE_NAME = "debian-13"
+CONNECTION_LIMIT = 2000  # open client connections at once (waitress: 100 by default)
 SERVICES = [
     # path, service name in records, module, error body, microversions
     ("/identity", "identity", keystone, keystone_error, None),
@@ -107,7 +108,11 @@ def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listen = f"{config.host}:{config.port} {config.gateway}:{config.port}"
     log.info("localcloud serving on %s", listen)
-    waitress.serve(make_app(cloud), listen=listen, threads=16,
+    # A real cloud's API sits behind a proxy that takes thousands of connections. Waitress's
+    # default limit (100) was reached under the full suite, whose clients (openstacksdk in
+    # each Ansible task, the VMs' git fetches, console polling) leave idle keep-alive
+    # connections open until channel_timeout: new ones then waited, and calls timed out.
+    waitress.serve(make_app(cloud), listen=listen, threads=16, connection_limit=CONNECTION_LIMIT,
                    ident="localcloud", channel_timeout=600)
 
 
