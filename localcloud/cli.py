@@ -186,7 +186,9 @@ def down(config: Config, purge: bool) -> None:
     if (config.state_dir / "cloud.json").exists():
         removed = Cloud(config, machines=machines).remove_all_servers()
         say(f"stopped; {removed} server(s) deleted, images and volumes kept")
-    machines.stop_all()
+    for stuck in machines.stop_all():
+        say(f"warning: a server container the Docker engine cannot stop is left running: "
+            f"{stuck}")
 
 
 def remove_tree(path: Path) -> None:

@@ -161,11 +161,16 @@ class Machines:
                 _remove_container(container)
             self._remove_server_files(server_id)
 
-    def stop_all(self) -> None:
-        with _errors("stopping all servers"):
+    def stop_all(self) -> list[str]:
+        """Stop and remove every server container on this Docker engine. Returns what could
+        not be stopped, "<container name>: <the engine's reason>" each, and leaves those as
+        they are: a container whose processes hang in the kernel never exits ("tried to kill
+        container, but did not receive an exit event"), and it must not keep `down` (and the
+        next `up`) from working."""
+        with _errors("listing servers"):
             containers = self._docker.containers.list(all=True, filters={"label": SERVER_LABEL})
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(pool.map(_stop_and_remove, containers))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return [stuck for stuck in pool.map(_stop_or_explain, containers) if stuck]
 
     def snapshot(self, server_id: str, image_ref: str, disk_volume: str, image_volume: str) -> None:
         with self._locked(f"server:{server_id}"), _errors(f"snapshotting server {server_id}"):
@@ -433,6 +438,15 @@ def _stop_and_remove(container: Container) -> None:
     with contextlib.suppress(NotFound):
         container.stop(timeout=STOP_TIMEOUT)
     _remove_container(container)
+
+
+def _stop_or_explain(container: Container) -> str | None:
+    """None once `container` is gone; else its name and the engine's reason it is not."""
+    try:
+        _stop_and_remove(container)
+    except DockerException as error:
+        return f"{container.name}: {getattr(error, 'explanation', None) or error}"
+    return None
 
 
 @contextlib.contextmanager
