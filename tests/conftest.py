@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from tests.helpers import BIN, RECORD, ROOT, VAR, LocalCloud
+from tests.helpers import BIN, RECORD, ROOT, VAR, LocalCloud, labelled
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,8 @@ def cloud() -> LocalCloud:
     if started.returncode != 0:
         sys.stderr.write(started.stdout + started.stderr)
         pytest.fail("localcloud up failed")
-    yield LocalCloud(VAR / "clouds.yaml", VAR, RECORD)
+    yield LocalCloud(VAR / "clouds.yaml", VAR, RECORD,
+                     frozenset(labelled("container", "io.localcloud.server")))
     subprocess.run([*command, "down"], cwd=ROOT, timeout=300, stdout=subprocess.DEVNULL)
 
 

@@ -30,6 +30,14 @@ class LocalCloud:
     clouds_yaml: Path
     var_dir: Path
     record: Path
+    # server containers already on the Docker engine when the session's cloud started: ones a
+    # killed run left that the engine cannot stop (`localcloud down` warns of them)
+    foreign_containers: frozenset[str] = frozenset()
+
+    def server_containers(self) -> list[str]:
+        """Names of the server containers on the Docker engine that this cloud made."""
+        return sorted(set(labelled("container", "io.localcloud.server"))
+                      - self.foreign_containers)
 
     @property
     def env(self) -> dict:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BIN, ROOT, labelled, new_key
+from tests.helpers import BIN, ROOT, new_key
 
 pytestmark = pytest.mark.cloud
 PLAYBOOK = Path(__file__).parent / "playbooks" / "openstack_modules.yml"
@@ -19,4 +19,4 @@ def test_openstack_cloud_modules(cloud, tmp_path):
         env=cloud.env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert "failed=0" in result.stdout
-    assert not labelled("container", "io.localcloud.server")
+    assert not cloud.server_containers()
