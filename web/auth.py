@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request
 from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 from requests_oauthlib import OAuth2Session
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 for _name in ("oauthlib", "requests_oauthlib"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
-LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")
 MAX_PAGES = 10  # of 100 organizations or teams each
 API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 
@@ -98,7 +98,7 @@ class GitHubSignIn:
             me = self._get(oauth, "/user").json()
             user_id, login = me.get("id"), me.get("login")
             if (isinstance(user_id, bool) or not isinstance(user_id, int)
-                    or not isinstance(login, str) or not LOGIN.fullmatch(login)):
+                    or not launch_request.is_login(login)):
                 raise SignInError("GitHub's answer about your account was not understood")
             orgs: set[str] = set()
             teams: set[tuple[str, str]] = set()

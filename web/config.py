@@ -45,7 +45,6 @@ KNOWN_DEFAULTS = frozenset({"secret", "password", "development", "development ke
                             "test", "testing", "admin", "letmein", "qwerty", "s3cr3t"})
 REGISTRATION_SECRET = re.compile(r"[A-Za-z0-9._~-]+")  # it goes into a URL path
 VMS_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-_LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")
 
 
 class ConfigError(Exception):
@@ -333,11 +332,11 @@ def validate(config: Config) -> Config:
     for setting, logins in (("allowed_logins", config.allowed_logins),
                             ("blocked_logins", config.blocked_logins)):
         for login in logins:
-            if len(login) > 39 or not _LOGIN.fullmatch(login):
+            if not launch_request.is_login(login):
                 raise ConfigError(f"[access] {setting}: {login!r} is not a GitHub login")
     for entry in config.allowed_orgs:
         org, _, team = entry.partition(":")
-        if len(org) > 39 or not _LOGIN.fullmatch(org) or (":" in entry and not team.strip()):
+        if not launch_request.is_login(org) or (":" in entry and not team.strip()):
             raise ConfigError(f"[access] allowed_orgs: {entry!r} is not 'org' or 'org:team'")
     _check_vms_domain(config)
     if config.inventory is None:

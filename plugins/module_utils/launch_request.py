@@ -29,7 +29,13 @@ MAX_SEGMENT = 100  # owner or repository name in a URL (GitHub's limit for names
 MAX_REF = 255
 SHOWN = 60  # at most this many characters of a refused value go back into a message
 
-_LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")
+# GitHub's login rules as GitHub applies them. New logins: letters, digits and single hyphens,
+# neither first nor last (GitHub's sign-up form). Accounts made before those rules may still
+# hold a login that ends in a hyphen or has two hyphens in a row ("legacy" logins), and an
+# Enterprise Managed User's login ends in an underscore and the enterprise's short code
+# (GitHub Docs, "About Enterprise Managed Users": "<handle>_<shortcode>").
+_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*(?:_[A-Za-z0-9]+)?")
+_USER_ID = re.compile(r"[1-9][0-9]{0,19}")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _HOST_ENTRY = re.compile(
@@ -86,16 +92,40 @@ def _text(field: str, value: object, maximum: int) -> str:
 # --- user --------------------------------------------------------------------------------
 
 
+def is_login(login: object) -> bool:
+    """Whether `login` may be a GitHub login (:func:`check_user`'s rule), without raising."""
+    try:
+        check_user(login)  # type: ignore[arg-type]
+    except LaunchRequestError:
+        return False
+    return True
+
+
 def check_user(login: str) -> str:
-    """`login` if it may be a GitHub login: 1 to 39 ASCII letters, digits and single hyphens,
-    neither first nor last. Returned as given (GitHub logins are case-insensitive; compare
-    them, or use :func:`vm_name`, in lower case)."""
+    """`login` if it may be a GitHub login: 1 to 39 ASCII letters, digits and hyphens, not
+    starting with a hyphen, as GitHub applies its rules: new logins have single hyphens and do
+    not end with one, but older accounts may (``name-``, ``a--b``), and an Enterprise Managed
+    User's login ends in ``_<shortcode>``. Returned as given (GitHub logins are
+    case-insensitive: compare them in lower case)."""
     _text("user", login, MAX_USER)
     if not _LOGIN.fullmatch(login):
         raise LaunchRequestError(
-            "user", login, "a GitHub login has only ASCII letters, digits and single hyphens, "
-            "and does not start or end with a hyphen")
+            "user", login, "a GitHub login has only ASCII letters, digits and hyphens, "
+            "and does not start with a hyphen")
     return login
+
+
+def check_user_id(user_id: object) -> str:
+    """`user_id` as a string if it is a GitHub account id: a positive integer (GitHub's REST
+    API ``id`` of a user, which never changes when the login does), given as an int or as its
+    decimal digits without leading zeros. Raises LaunchRequestError otherwise."""
+    if isinstance(user_id, int) and not isinstance(user_id, bool):
+        user_id = str(user_id)
+    _text("user_id", user_id, 20)
+    if not _USER_ID.fullmatch(user_id):  # type: ignore[arg-type]
+        raise LaunchRequestError(
+            "user_id", user_id, "a GitHub account id is a positive whole number")
+    return user_id  # type: ignore[return-value]
 
 
 def vm_name(login: str) -> str:

@@ -37,6 +37,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
     check_ref,
     check_repo,
     check_user,
+    check_user_id,
     vm_name,
 )
 
@@ -51,7 +52,8 @@ GOOD = {"user": "octocat", "repo": "https://github.com/binder-examples/requireme
 
 def refused(field, value, match=None, **kwargs):
     """Check `value` as `field` and return the LaunchRequestError it must raise."""
-    checker = {"user": check_user, "repo": check_repo, "ref": check_ref}[field]
+    checker = {"user": check_user, "user_id": check_user_id, "repo": check_repo,
+               "ref": check_ref}[field]
     if field == "repo":
         kwargs.setdefault("allowed_hosts", ROLE_HOSTS)
     with pytest.raises(LaunchRequestError) as caught:
@@ -68,7 +70,9 @@ def refused(field, value, match=None, **kwargs):
 
 
 @pytest.mark.parametrize("login", ["octocat", "OctoCat", "a", "A1", "a-b-c", "1234",
-                                   "x" * 39, "a-" * 19 + "b"])
+                                   "x" * 39, "a-" * 19 + "b",
+                                   # legacy logins GitHub still has, and managed users'
+                                   "a--b", "name-", "a-_acme", "ada_acme"])
 def test_user_accepted_as_given(login):
     assert check_user(login) == login
 
@@ -87,7 +91,7 @@ def test_vm_name_is_the_login_in_lower_case(login, name):
 
 def test_vm_name_refuses_an_invalid_login():
     with pytest.raises(LaunchRequestError, match=r"^user "):
-        vm_name("a_b")
+        vm_name("a.b")
 
 
 @pytest.mark.parametrize(("url", "rebuilt"), [
@@ -260,10 +264,21 @@ def test_look_alike_shown_escaped_in_the_message():
 
 # --- refused: user ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("login", ["a--b", "a-", "-a", "a_b", "a.b", "a/b", "x" * 40, "@a",
-                                   "a@b", "a+b", "a:b"])
+@pytest.mark.parametrize("login", ["-a", "_a", "a_", "a__b", "a_b-", "a_b_c", "a.b", "a/b",
+                                   "x" * 40, "@a", "a@b", "a+b", "a:b"])
 def test_user_refused(login):
     refused("user", login)
+
+
+@pytest.mark.parametrize("user_id", ["1", "583231", 583231, "9" * 20])
+def test_user_id_accepted(user_id):
+    assert check_user_id(user_id) == str(user_id)
+
+
+@pytest.mark.parametrize("user_id", ["", "0", "012", "-1", "1.0", "1e3", " 1", "1\n", True,
+                                     None, "9" * 21, "\uff11"])
+def test_user_id_refused(user_id):
+    refused("user_id", user_id)
 
 
 # --- refused: repo ------------------------------------------------------------------------
