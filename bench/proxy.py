@@ -21,6 +21,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,7 +62,8 @@ def prepare_site(directory: Path, vms_domain: str, upstream: str) -> tuple[Path,
     conn = db.connect(path)
     db.init(conn)
     db.save_user(conn, 1, "bench")
-    session = sessions.start_signed_in(conn, 1, False, sessions.PENDING_LIFETIME * 6)
+    hour = timedelta(hours=1)
+    session = sessions.start_signed_in(conn, 1, False, hour, hour)
     db.save_vm(conn, 1, "bench", name=NAME, url=f"http://{upstream}/", state="ready",
                address=upstream.split(":")[0], token=TOKEN)
     pass_id, _ = proxy.take_ticket(conn, proxy.issue_ticket(conn, session, NAME), NAME)

@@ -2,6 +2,8 @@
 
     localcloud site up|down|status|launch   the web trigger on this machine, on the local
                                             cloud (make demo; localcloud.site)
+    localcloud github rename OLD NEW        the GitHub stand-in's user OLD is renamed NEW (same
+                                            account id; OLD is free to take)
 """
 
 import argparse
@@ -287,6 +289,17 @@ def launch(local, user, repo: str) -> int:
     return 0
 
 
+def github_command(config: Config, args) -> int:
+    """`localcloud github rename OLD NEW`: exit status 1 with GitHub's reason if refused."""
+    try:
+        user = github.rename_user(config, args.old, args.new)
+    except ValueError as error:
+        print(f"localcloud: {error}", file=sys.stderr)
+        return 1
+    say(f"the GitHub user {args.old} (id {user['id']}) is now {user['login']}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="localcloud", description=__doc__)
     parser.add_argument("--var-dir", type=Path, default=None,
@@ -324,6 +337,14 @@ def main(argv=None) -> int:
     site_parser.add_argument("--dir", type=Path, help="the site's directory (default var/web)")
     site_parser.add_argument("--login", default="demo", help="launch: who signs in")
     site_parser.add_argument("--repo", help="launch: the repository (default the sample)")
+    github_parser = commands.add_parser("github", help="the GitHub stand-in's accounts")
+    github_actions = github_parser.add_subparsers(dest="action", required=True)
+    rename_parser = github_actions.add_parser(
+        "rename", help="rename a user (same account id, new login)",
+        description="Rename the user OLD to NEW, as GitHub does when an account is renamed: "
+                    "the account id stays, OLD is free for another account to take.")
+    rename_parser.add_argument("old")
+    rename_parser.add_argument("new")
     args = parser.parse_args(argv)
     config = from_environment(args.var_dir)
     if args.command == "up":
@@ -341,6 +362,8 @@ def main(argv=None) -> int:
         print(githost.publish_repository(config, owner, name, args.source))
     elif args.command == "site":
         return site(config, args)
+    elif args.command == "github":
+        return github_command(config, args)
     return 0
 
 

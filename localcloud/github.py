@@ -12,6 +12,13 @@ organizations and teams you belong to, then sends you back to the app with a cod
 GitHub does. OAuth apps are registered in var_dir/github/apps.json (see
 :func:`register_oauth_app`); accounts, with ids that stay the same, and access tokens are
 kept next to it, so a restart signs nobody out. Authorization codes live in memory only.
+
+Accounts are found by their numeric id, which never changes: :func:`rename_user` (``localcloud
+github rename OLD NEW``) gives an account a new login, as GitHub does when its owner renames it,
+and frees the old login for anyone to take. Logins follow GitHub's rules as GitHub applies
+them: besides the rule of new sign-ups, accounts made before it may hold a "legacy" login that
+ends in a hyphen or has two hyphens in a row (``name-``, ``a--b``), and the stand-in serves
+those too.
 """
 
 import base64
@@ -47,7 +54,9 @@ AUTHORIZATION_ERRORS = (
 TOKEN_ERRORS = (
     f"{DOCS}/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors")
 
-LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")  # GitHub's rule for users and orgs
+LOGIN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9])*")  # GitHub's sign-up rule for new logins
+# Logins of accounts made before that rule: hyphens anywhere but first ("name-", "a--b").
+LEGACY_LOGIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 CODE_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url of a SHA-256 digest
 CODE_VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636
 
@@ -228,6 +237,17 @@ def check_login(login: str) -> str:
     return login
 
 
+def check_user_login(login: str) -> str:
+    """A login a GitHub user may hold, legacy logins included (``name-``, ``a--b``: letters,
+    digits and hyphens, not first), at most 39 characters; or ValueError."""
+    if len(login) > 39 or not LEGACY_LOGIN.fullmatch(login):
+        raise ValueError(
+            f"{login!r} is not a GitHub login: letters, digits and hyphens (not first), "
+            "at most 39 characters"
+        )
+    return login
+
+
 def parse_memberships(text: str) -> dict[str, list[str]]:
     """'acme, acme:devs, widgets' -> {'acme': ['devs'], 'widgets': []}."""
     memberships: dict[str, list[str]] = {}
@@ -266,6 +286,30 @@ class Accounts:
 
     def user(self, login: str) -> dict | None:
         return self._data().get("users", {}).get(login.lower())
+
+    def user_by_id(self, number: int) -> dict | None:
+        """The user with this account id (whatever their login is now)."""
+        return next((user for user in self._data().get("users", {}).values()
+                     if user["id"] == number), None)
+
+    def rename(self, old: str, new: str) -> dict:
+        """Give the user `old` the login `new` (same id, memberships and tokens), as GitHub
+        does when an account is renamed; `old` is free afterwards. ValueError if there is no
+        user `old`, `new` is not a login or is held by another account."""
+        check_user_login(new)
+        with _updating(self.path) as data:
+            users = data.setdefault("users", {})
+            user = users.get(old.lower())
+            if user is None:
+                raise ValueError(f"there is no user {old!r}")
+            if new.lower() in users and users[new.lower()] is not user:
+                raise ValueError(f"the login {new!r} is taken by another account")
+            if new.lower() in data.get("orgs", {}):
+                raise ValueError(f"the login {new!r} is taken by an organization")
+            del users[old.lower()]
+            user.update(login=new, updated_at=_now())
+            users[new.lower()] = user
+            return dict(user)
 
     def orgs_of(self, user: dict) -> list[tuple[dict, list[dict]]]:
         """The user's organizations, each with the user's teams in it."""
@@ -321,14 +365,14 @@ class Grant:
     client_id: str
     redirect_uri: str  # the one the code was sent to
     scopes: tuple[str, ...]
-    login: str
+    user_id: int
     code_challenge: str | None
     expires: float = field(default_factory=lambda: time.monotonic() + CODE_LIFETIME)
 
 
 @dataclass(frozen=True)
 class Token:
-    login: str
+    user_id: int  # the account's id: a token follows its account through a rename
     client_id: str
     scopes: tuple[str, ...]
 
@@ -367,7 +411,7 @@ class Authorizations:
     def issue_token(self, grant: Grant) -> str:
         token = "gho_" + _random_text(36)
         with _updating(self.tokens_file) as tokens:
-            tokens[_digest(token)] = {"login": grant.login, "client_id": grant.client_id,
+            tokens[_digest(token)] = {"user_id": grant.user_id, "client_id": grant.client_id,
                                       "scopes": list(grant.scopes), "created_at": _now()}
         return token
 
@@ -375,7 +419,7 @@ class Authorizations:
         entry = _read_json(self.tokens_file).get(_digest(token))
         if entry is None:
             return None
-        return Token(entry["login"], entry["client_id"], tuple(entry["scopes"]))
+        return Token(entry.get("user_id", 0), entry["client_id"], tuple(entry["scopes"]))
 
 
 def _digest(token: str) -> str:
@@ -500,7 +544,7 @@ def _authorize_page(wanted: AuthorizationRequest, params: dict[str, str], accoun
                     error: str = "") -> str:
     hidden = [(key, params[key]) for key in AUTHORIZE_PARAMS if params.get(key)]
     login = params.get("login", "")
-    known = accounts.user(login) if login and LOGIN.fullmatch(login) else None
+    known = accounts.user(login) if login and LEGACY_LOGIN.fullmatch(login) else None
     if known and "orgs" not in params:
         orgs = ", ".join(
             ", ".join([org["login"]] + [f"{org['login']}:{team['name']}" for team in teams])
@@ -518,7 +562,7 @@ def _authorize_page(wanted: AuthorizationRequest, params: dict[str, str], accoun
 
 def _profile(params: dict[str, str]) -> tuple[str, str | None, str | None, dict]:
     """login, name, email and memberships from the authorize form, or ValueError."""
-    login = check_login(params.get("login", "").strip())
+    login = check_user_login(params.get("login", "").strip())
     name = params.get("name", "").strip() or None
     email = params.get("email", "").strip() or None
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
@@ -761,7 +805,7 @@ def make_app(config: Config) -> Bottle:
             return HTTPResponse(_authorize_page(wanted, params, accounts, str(error)), 400)
         user = accounts.sign_in(login, name, email, memberships)
         code = authorizations.issue_code(Grant(
-            wanted.app.client_id, wanted.redirect_to, wanted.scopes, user["login"],
+            wanted.app.client_id, wanted.redirect_to, wanted.scopes, user["id"],
             wanted.code_challenge))
         redirect(_add_query(wanted.redirect_to, code=code, state=wanted.state), 302)
 
@@ -775,7 +819,7 @@ def make_app(config: Config) -> Bottle:
             raise _api_error(401, "Requires authentication",
                              f"{DOCS}/rest/users/users#get-the-authenticated-user")
         token = authorizations.token(presented)
-        user = accounts.user(token.login) if token else None
+        user = accounts.user_by_id(token.user_id) if token else None
         if token is None or user is None or token.client_id not in _oauth_apps(config):
             raise _api_error(401, "Bad credentials")
         return token, user
@@ -857,6 +901,13 @@ class AuthorizePage(HTMLParser):
             self.action = attrs["action"]
         if tag == "input" and attrs.get("type") == "hidden":
             self.fields[attrs["name"]] = attrs["value"]
+
+
+def rename_user(config: Config, old: str, new: str) -> dict:
+    """Rename the stand-in's user `old` to `new` (``localcloud github rename``): the same
+    account id, a new login; the old login is free for another account. Returns the user's
+    record; ValueError as :meth:`Accounts.rename` says."""
+    return Accounts(_github_dir(config) / "accounts.json").rename(old, new)
 
 
 def approve(authorization_url: str, login: str, orgs: str = "", session=None,

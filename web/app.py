@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
 )
 from bottle import Bottle, HTTPError, abort, redirect, request, response, template
 
-from web import auth, db, proxy, sessions
+from web import auth, db, pending, proxy, sessions, users
 from web.config import Config
 from web.lifetime import page_view
 from web.plugin import VISITOR, SitePlugin, Visitor, session_cookie
@@ -89,23 +90,29 @@ def go(config: Config, path: str, code: int = 303):
     redirect(config.base_url + path, code)
 
 
-def begin_sign_in(conn: sqlite3.Connection, config: Config, github: auth.GitHubSignIn,
-                  next_path: str):
-    """Send the browser to GitHub, to come back to `next_path` once signed in."""
-    sessions.purge_expired(conn)
+def begin_sign_in(config: Config, github: auth.GitHubSignIn, next_path: str):
+    """Send the browser to GitHub, to come back to `next_path` once signed in. The sign-in
+    under way is a signed cookie of its own (web/pending.py): nothing is written here."""
     wanted = github.begin()
-    session_id = sessions.start_pending(conn, wanted.state, wanted.verifier,
-                                        auth.safe_next(next_path))
-    set_session_cookie(config, session_id, int(sessions.PENDING_LIFETIME.total_seconds()))
+    for name in pending.to_drop(config, request.cookies):
+        response.delete_cookie(name, path="/", secure=config.secure_cookies, httponly=True,
+                               samesite="Lax")
+    value = pending.pack(config, pending.PendingSignIn(
+        wanted.state, wanted.verifier, auth.safe_next(next_path), time.time()))
+    response.set_cookie(pending.cookie_name(config, wanted.state), value, path="/",
+                        httponly=True, samesite="Lax", secure=config.secure_cookies,
+                        max_age=pending.LIFETIME)
     redirect(wanted.url, 302)
 
 
 def signed_in_page(conn: sqlite3.Connection, visitor: Visitor, config: Config,
                    github: auth.GitHubSignIn) -> None:
-    """On a GET for signed-in users, send others to sign in and back here."""
-    if not visitor.signed_in:
+    """On a GET for signed-in users, send others to sign in and back here, and a user whom
+    only an organization or team admitted through GitHub again once that is to be read
+    again (web/users.py)."""
+    if not visitor.signed_in or visitor.membership_stale:
         query = request.query_string
-        begin_sign_in(conn, config, github, request.path + (f"?{query}" if query else ""))
+        begin_sign_in(config, github, request.path + (f"?{query}" if query else ""))
 
 
 def allowed_only(visitor: Visitor, config: Config) -> None:
@@ -116,6 +123,9 @@ def allowed_only(visitor: Visitor, config: Config) -> None:
 
 
 def not_allowed_message(visitor: Visitor, config: Config) -> str:
+    if visitor.membership_stale:
+        return ("Your membership of the site's organizations or teams must be checked with "
+                "GitHub again: reload the page, or sign in again.")
     if visitor.access and visitor.access.why == "blocked":
         return (f"The GitHub account {visitor.login} is blocked on this site: it cannot "
                 "start or delete VMs.")
@@ -201,7 +211,10 @@ def security_headers():
 # --- pages ---------------------------------------------------------------------------------
 
 
-def index(conn: sqlite3.Connection, visitor: Visitor, config: Config):
+def index(conn: sqlite3.Connection, visitor: Visitor, config: Config,
+          github: auth.GitHubSignIn):
+    if visitor.membership_stale:
+        signed_in_page(conn, visitor, config, github)
     values = {"visitor": visitor, "vm": None, "job": None, "jobs": [], "lifetime": None,
               "default_repo": config.default_repo, "jupyter_url": "", "why_not": ""}
     if visitor.signed_in:
@@ -319,23 +332,25 @@ def healthz(connect, config: Config):
 # --- sign-in -------------------------------------------------------------------------------
 
 
-def login(conn: sqlite3.Connection, visitor: Visitor, config: Config,
-          github: auth.GitHubSignIn):
+def login(visitor: Visitor, config: Config, github: auth.GitHubSignIn):
     next_path = auth.safe_next(field(request.query, "next"))
-    if visitor.signed_in:
+    if visitor.signed_in and not visitor.membership_stale:
         go(config, next_path)
-    begin_sign_in(conn, config, github, next_path)
+    begin_sign_in(config, github, next_path)
 
 
-def callback(conn: sqlite3.Connection, config: Config, github: auth.GitHubSignIn):
-    pending = sessions.take_pending(conn, request.get_cookie(session_cookie(config)))
+def callback(conn: sqlite3.Connection, visitor: Visitor, config: Config,
+             github: auth.GitHubSignIn):
     query = request.query
     state = field(query, "state")
-    if pending is None or not hmac.compare_digest(
-            state.encode("utf-8", "replace"), pending.oauth_state.encode()):
+    started = pending.find(config, request.cookies, state)
+    if started is None:
         abort(400, "This sign-in could not be matched to your browser: it took longer "
                    "than 10 minutes, was started elsewhere, or cookies are blocked. "
                    "Please sign in again.")
+    # used once: the browser forgets it (other sign-ins under way keep theirs)
+    response.delete_cookie(pending.cookie_name(config, state), path="/",
+                           secure=config.secure_cookies, httponly=True, samesite="Lax")
     if field(query, "error"):
         abort(403, "Sign-in was cancelled on GitHub "
                    f"({field(query, 'error')[:60]}). You can sign in again any time.")
@@ -343,16 +358,28 @@ def callback(conn: sqlite3.Connection, config: Config, github: auth.GitHubSignIn
     if not code:
         abort(400, "GitHub sent no authorization code. Please sign in again.")
     try:
-        who = github.finish(code, pending.pkce_verifier)
+        who = github.finish(code, started.verifier)
     except auth.SignInError as error:
         abort(502, str(error))
     member = auth.member_of_allowed(config, who)
-    db.save_user(conn, who.id, who.login)
     lifetime = timedelta(hours=config.session_hours)
-    session_id = sessions.start_signed_in(conn, who.id, member, lifetime)
-    set_session_cookie(config, session_id, int(lifetime.total_seconds()))
+    member_for = timedelta(minutes=config.membership_minutes)
+    with db.transaction(conn):
+        db.save_user(conn, who.id, who.login)
+        users.bind_logins(conn, config, who.id, who.login)
+        if visitor.signed_in and visitor.github_id == who.id:
+            # the same account again (another tab's sign-in, a membership read again): the
+            # session stays, with what GitHub says now, so that the other tabs' forms work
+            sessions.renew_membership(conn, visitor.session.id, member, member_for)
+            session_id = None
+        else:
+            if visitor.session is not None:  # another account: that session ends
+                sessions.end(conn, visitor.session.id)
+            session_id = sessions.start_signed_in(conn, who.id, member, lifetime, member_for)
+    if session_id:
+        set_session_cookie(config, session_id, int(lifetime.total_seconds()))
     log.info("signed in: %s (%s)", who.login, who.id)
-    go(config, auth.safe_next(pending.next))
+    go(config, auth.safe_next(started.next))
 
 
 def logout(conn: sqlite3.Connection, visitor: Visitor, config: Config):

@@ -5,11 +5,16 @@ The access token serves only the few API calls made during sign-in (``GET /user`
 ``/user/orgs`` and ``/user/teams`` when organizations or teams decide) and is then dropped:
 it is never stored, put in a cookie or logged. What those calls said is kept as the user's id
 and login (``users``) and whether a configured organization or team admitted them (the
-session's ``member`` flag, until the session ends).
+session's ``member`` flag, for ``membership_minutes``: web/users.py).
 
-Allowed (nobody by default): users registered through the registration link, logins in
-``allowed_logins``, members of an ``allowed_orgs`` entry (``org`` or ``org:team``). A login in
-``blocked_logins`` is never allowed.
+Allowed (nobody by default): users registered through the registration link, accounts in
+``allowed_logins``, members of an ``allowed_orgs`` entry (``org`` or ``org:team``). An account
+in ``blocked_logins`` or blocked by the operator is never allowed. Rules name accounts by id
+(web/users.py).
+
+oauthlib adds the token to the very ``headers`` dict it is given (``prepare_bearer_headers``
+sets ``headers["Authorization"]``): every request gets a copy of :data:`API_HEADERS`, so that
+one user's token never lands in the module's shared dict and travels with the next request.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import requests
@@ -35,7 +41,8 @@ for _name in ("oauthlib", "requests_oauthlib"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 MAX_PAGES = 10  # of 100 organizations or teams each
-API_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+API_HEADERS = MappingProxyType({"Accept": "application/vnd.github+json",
+                                "X-GitHub-Api-Version": "2022-11-28"})  # read-only: copy it
 
 
 class SignInError(Exception):
@@ -126,8 +133,8 @@ class GitHubSignIn:
     def _get(self, oauth: OAuth2Session, path_or_url: str, optional: bool = False):
         api = self.config.github_api_url
         url = path_or_url if path_or_url.startswith(api + "/") else api + path_or_url
-        answer = oauth.get(url, headers=API_HEADERS, timeout=self.config.github_timeout,
-                           allow_redirects=False)
+        answer = oauth.get(url, headers=dict(API_HEADERS),
+                           timeout=self.config.github_timeout, allow_redirects=False)
         if optional and answer.status_code in (403, 404):
             return None
         if answer.status_code != 200:
@@ -184,14 +191,14 @@ class Access:
     why: str  # for the page: how the user was admitted, or why not
 
 
-def decide(config: Config, login: str, registered: bool, member: bool) -> Access:
-    """The rules, in order: blocked wins; then registered, listed, member; else nobody."""
-    lowered = login.lower()
-    if lowered in (blocked.lower() for blocked in config.blocked_logins):
+def decide(blocked: bool, registered: bool, listed: bool, member: bool) -> Access:
+    """The rules, in order: blocked wins; then registered, listed, member; else nobody.
+    (web/users.py says which apply to an account.)"""
+    if blocked:
         return Access(False, "blocked")
     if registered:
         return Access(True, "registered")
-    if lowered in (allowed.lower() for allowed in config.allowed_logins):
+    if listed:
         return Access(True, "listed")
     if member:
         return Access(True, "member")

@@ -78,10 +78,13 @@ class Config:
     github_token_url: str = GITHUB_COM["token_url"]
     github_api_url: str = GITHUB_COM["api_url"]
     github_timeout: float = 10.0  # seconds
-    # --- [access]: who may start VMs (nobody by default; the blocked list wins)
-    allowed_logins: tuple[str, ...] = ()
+    # --- [access]: who may start VMs (nobody by default; the blocked list wins). Logins
+    # (strings, bound to the account that held them when first seen: web/users.py) and
+    # GitHub account ids (integers)
+    allowed_logins: tuple[str | int, ...] = ()
     allowed_orgs: tuple[str, ...] = ()  # "org" or "org:team" (team slug)
-    blocked_logins: tuple[str, ...] = ()
+    blocked_logins: tuple[str | int, ...] = ()
+    membership_minutes: float = 15.0  # an org/team membership is read from GitHub this often
     # --- [jobs]: the job runner (ssc-web worker)
     max_concurrent: int = 4  # playbook runs at once, all users
     job_timeout: int = 3600  # seconds a playbook run may take (a cache miss builds first)
@@ -94,6 +97,7 @@ class Config:
     runner_stale_seconds: int = 60  # /healthz: the runner is dead after this long silent
     vm_refresh_interval: int = 300  # seconds between readings of the VMs from the cloud
     cull_interval: int = 0  # seconds between the runner's runs of playbooks/cull.yml (0: off)
+    job_retention_days: float = 30.0  # finished jobs older than this are deleted
     # --- [proxy]: researchers reach their Jupyter through the site's proxy (web/proxy.py)
     vms_domain: str = ""  # host[:port]; VM <name> at <scheme>://<name>.<vms_domain>/
     auth_cache_seconds: float = 5.0  # how long an answer to the proxy may be reused
@@ -174,10 +178,10 @@ SECTIONS = {
     "site": {"base_url", "database", "default_repo", "session_hours"},
     "server": {"host", "port", "threads"},
     "github": {"client_id", "authorize_url", "token_url", "api_url", "timeout"},
-    "access": {"allowed_logins", "allowed_orgs", "blocked_logins"},
+    "access": {"allowed_logins", "allowed_orgs", "blocked_logins", "membership_minutes"},
     "jobs": {"max_concurrent", "job_timeout", "grace_period", "private_data_root",
              "playbook_dir", "inventory", "env", "pass_token_secret", "runner_stale_seconds",
-             "vm_refresh_interval", "cull_interval"},
+             "vm_refresh_interval", "cull_interval", "job_retention_days"},
     "proxy": {"vms_domain", "auth_cache_seconds"},
 }
 # What an older file may still hold, and where it went.
@@ -210,9 +214,11 @@ def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None =
         github_token_url=read.text("github", "token_url", default.github_token_url),
         github_api_url=read.text("github", "api_url", default.github_api_url).rstrip("/"),
         github_timeout=read.number("github", "timeout", default.github_timeout, 1, 120),
-        allowed_logins=read.strings("access", "allowed_logins"),
+        allowed_logins=read.accounts("access", "allowed_logins"),
         allowed_orgs=read.strings("access", "allowed_orgs"),
-        blocked_logins=read.strings("access", "blocked_logins"),
+        blocked_logins=read.accounts("access", "blocked_logins"),
+        membership_minutes=read.number("access", "membership_minutes",
+                                       default.membership_minutes, 1, 24 * 60),
         max_concurrent=int(read.number("jobs", "max_concurrent", default.max_concurrent,
                                        1, 1000)),
         job_timeout=int(read.number("jobs", "job_timeout", default.job_timeout, 60, 86400)),
@@ -228,6 +234,8 @@ def from_dict(data: Mapping, environ: Mapping[str, str], base_dir: Path | None =
                                             default.vm_refresh_interval, 0, 86400)),
         cull_interval=int(read.number("jobs", "cull_interval", default.cull_interval,
                                       0, 86400)),
+        job_retention_days=read.number("jobs", "job_retention_days",
+                                       default.job_retention_days, 1, 3650),
         vms_domain=read.text("proxy", "vms_domain", default.vms_domain).lower().strip("."),
         auth_cache_seconds=read.number("proxy", "auth_cache_seconds",
                                        default.auth_cache_seconds, 0, 60),
@@ -292,6 +300,15 @@ class _Reader:
             self._fail(section, key, "a list of strings")
         return tuple(value)
 
+    def accounts(self, section: str, key: str) -> tuple[str | int, ...]:
+        """Logins (strings) and GitHub account ids (integers)."""
+        value = self._get(section, key, [])
+        if not isinstance(value, list) or not all(
+                isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool))
+                for item in value):
+            self._fail(section, key, "a list of logins (strings) and account ids (integers)")
+        return tuple(value)
+
     def path(self, section: str, key: str, default: Path | None) -> Path | None:
         text = self.text(section, key, "" if default is None else str(default))
         if not text:
@@ -332,8 +349,13 @@ def validate(config: Config) -> Config:
     for setting, logins in (("allowed_logins", config.allowed_logins),
                             ("blocked_logins", config.blocked_logins)):
         for login in logins:
-            if not launch_request.is_login(login):
-                raise ConfigError(f"[access] {setting}: {login!r} is not a GitHub login")
+            if isinstance(login, int):
+                if not 0 < login < 1 << 63:
+                    raise ConfigError(f"[access] {setting}: {login} is not a GitHub "
+                                      "account id (a positive whole number)")
+            elif not launch_request.is_login(login):
+                raise ConfigError(f"[access] {setting}: {login!r} is not a GitHub login "
+                                  "(or write an account id as a number, without quotes)")
     for entry in config.allowed_orgs:
         org, _, team = entry.partition(":")
         if not launch_request.is_login(org) or (":" in entry and not team.strip()):

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Columns added since version 1, for databases made before: (table, column, definition).
 ADDED_COLUMNS = (("vms", "address", "TEXT DEFAULT ''"), ("vms", "token", "TEXT DEFAULT ''"),
                  *((("vms", column, definition) for column, definition in (
@@ -231,11 +231,49 @@ def _rebuild_jobs(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
 
 
+# --- migration 4: users by their GitHub account id (web/users.py) ---------------------------
+# ``logins``: a login an access rule names (``[access]`` lists, in lower case), bound to the
+# account that held it when the site first saw it, and kept: a rename or a freed login
+# cannot take over or escape the rule. ``blocks``: accounts blocked by the operator
+# (``ssc-web users block``). ``sessions.member_until``: until when the organization or team
+# membership read at sign-in counts (web/users.py). Pending sign-ins live in signed cookies
+# now (web/pending.py): the sessions rows without a user go.
+MIGRATION_4 = """
+CREATE TABLE IF NOT EXISTS logins (
+    login TEXT PRIMARY KEY,
+    github_id INTEGER NOT NULL,
+    resolved TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    github_id INTEGER PRIMARY KEY,
+    login TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_of_user ON sessions(github_id);
+CREATE INDEX IF NOT EXISTS jobs_by_finished ON jobs(finished);
+DELETE FROM sessions WHERE github_id IS NULL;
+"""
+
+
+def _migrate_4(conn: sqlite3.Connection) -> None:
+    known = {row["name"] for row in conn.execute("PRAGMA table_info(sessions)")}
+    if "member_until" not in known:
+        conn.execute("ALTER TABLE sessions ADD COLUMN member_until TEXT DEFAULT ''")
+    for statement in MIGRATION_4.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+# (version, step): each step runs once, in order, on a database older than its version.
+MIGRATIONS = ((4, _migrate_4),)
+
+
 def init(conn: sqlite3.Connection) -> None:
     """Create the tables and indexes that are missing, add the columns and actions added
-    since (:data:`ADDED_COLUMNS`, the jobs table's CHECKs); safe to call from every
-    process."""
+    since (:data:`ADDED_COLUMNS`, the jobs table's CHECKs), run the :data:`MIGRATIONS` the
+    database has not had; safe to call from every process."""
     with transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         for table, column, definition in ADDED_COLUMNS:
             known = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if known and column not in known:
@@ -245,6 +283,9 @@ def init(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        for step_version, step in MIGRATIONS:
+            if version < step_version:
+                step(conn)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

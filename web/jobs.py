@@ -7,7 +7,8 @@ each in a thread, and writes progress, the outcome and the user's VM back to SQL
 ``heartbeat_interval`` seconds it writes the heartbeat that ``/healthz`` reads, every
 ``vm_refresh_interval`` seconds it reads the users' VMs from the cloud, and every
 ``cull_interval`` seconds (when set) it runs playbooks/cull.yml and tells the owners of the
-VMs culled why they went.
+VMs culled why they went, and every ``UPKEEP_INTERVAL`` seconds it prunes expired sessions and
+old jobs and enforces blocks (:func:`web.users.upkeep`).
 
 Its parts, one concern each:
 
@@ -34,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from web import db, jobqueue, lifetime, playbook, vms
+from web import db, jobqueue, lifetime, playbook, users, vms
 from web.config import Config
 from web.events import MAX_MESSAGE, JobRun, boolean
 from web.jobqueue import Job
@@ -43,6 +44,7 @@ from web.proxy import direct_url, url_token
 log = logging.getLogger(__name__)
 
 CULL = "cull"  # the key of the cull run among the worker's runs
+UPKEEP_INTERVAL = 60.0  # seconds between upkeeps (web.users.upkeep)
 INTERRUPTED = ("The job runner stopped while this job ran; the VM's state is read again from "
                "the cloud. Start or delete again if needed.")
 
@@ -281,8 +283,14 @@ class Worker:
         self.recover()
         conn = self.connect()
         try:
-            last_beat = last_reconcile = last_cull = -float("inf")
+            last_beat = last_reconcile = last_cull = last_upkeep = -float("inf")
             while not self.stopping.is_set():
+                if time.monotonic() - last_upkeep >= UPKEEP_INTERVAL:
+                    last_upkeep = time.monotonic()
+                    try:
+                        users.upkeep(conn, self.config)
+                    except sqlite3.Error:
+                        log.exception("the upkeep failed; trying at the next interval")
                 if (self.config.cull_interval
                         and time.monotonic() - last_cull >= self.config.cull_interval):
                     last_cull = time.monotonic()

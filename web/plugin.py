@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bottle import abort, request
 
-from web import auth, db, sessions
+from web import auth, db, sessions, users
 from web.config import Config
 from web.proxy import AuthCache
 
@@ -47,6 +47,12 @@ class Visitor:
     @property
     def login(self) -> str:
         return self.user["login"]
+
+    @property
+    def membership_stale(self) -> bool:
+        """Admitted only by a membership that must be read from GitHub again."""
+        return (self.signed_in and self.session.membership_stale
+                and self.access is not None and not self.access.allowed)
 
     @property
     def csrf(self) -> str:
@@ -94,8 +100,8 @@ class SitePlugin:
         user = db.user(conn, session.github_id)
         if user is None:
             return Visitor(None)
-        access = auth.decide(self.config, user["login"], bool(user["registered"]),
-                             session.member)
+        access = users.access(conn, self.config, user["github_id"], bool(user["registered"]),
+                              session.member_now())
         return Visitor(session, user, access)
 
     def check_same_site(self) -> None:

@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from bottle import abort, redirect, request, response
 
-from web import auth, db
+from web import auth, db, users
 from web.config import Config
 
 if TYPE_CHECKING:
@@ -137,8 +137,8 @@ def take_ticket(conn: sqlite3.Connection, ticket: str, vm_name: str) -> tuple[st
 
 
 GRANT = """
-SELECT p.vm_name, s.expires, s.member, u.login, u.registered, v.name, v.state, v.address,
-       v.token
+SELECT p.vm_name, s.expires, s.member, s.member_until, u.github_id, u.registered, v.name,
+       v.state, v.address, v.token
 FROM vm_passes p JOIN sessions s ON s.id = p.session_id
 JOIN users u ON u.github_id = s.github_id JOIN vms v ON v.github_id = s.github_id
 WHERE p.id = ? AND p.ticket IS NULL
@@ -154,8 +154,9 @@ def grant(conn: sqlite3.Connection, config: Config, pass_id: str,
             or row["state"] != "ready" or not row["address"] or not row["token"]
             or db.parse_time(row["expires"]) <= datetime.now(UTC)):
         return None
-    if not auth.decide(config, row["login"], bool(row["registered"]),
-                       bool(row["member"])).allowed:
+    member = bool(row["member"]) and (row["member_until"] or "") > db.now()
+    if not users.access(conn, config, row["github_id"], bool(row["registered"]),
+                        member).allowed:
         return None
     return row["address"], row["token"]
 

@@ -1,9 +1,12 @@
-"""Server-side sessions: the cookie carries only a random id; everything else is a row of the
-``sessions`` table.
+"""Server-side sessions of signed-in users: the cookie carries only a random id; everything
+else is a row of the ``sessions`` table.
 
-A session is either *pending* (a sign-in under way: the OAuth ``state``, the PKCE verifier and
-where to go next, for 10 minutes) or *signed in* (a GitHub id, for ``session_hours``). Each has
-its own CSRF token. Signing in never reuses the pending session's id.
+A row is written only once GitHub has said who the user is (the callback): a sign-in under way
+lives in a signed cookie of the browser's (web/pending.py), so anonymous requests write
+nothing. A session lasts ``session_hours`` and has its own CSRF token. Signing in always makes
+a new id, except that the same account signing in again (another tab, a membership read again)
+keeps its session. Whether an organization or team admitted the user (``member``) counts until
+``member_until`` (web/users.py reads it again then).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 
 from web import db
 
-PENDING_LIFETIME = timedelta(minutes=10)
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
@@ -30,15 +32,23 @@ class Session:
     id: str
     github_id: int | None
     csrf: str
-    oauth_state: str | None
-    pkce_verifier: str | None
-    next: str | None
     expires: datetime
     member: bool
+    member_until: datetime | None = None
 
     @property
     def signed_in(self) -> bool:
         return self.github_id is not None
+
+    def member_now(self, now: datetime | None = None) -> bool:
+        """Admitted by an organization or team, as read from GitHub recently enough."""
+        now = now or datetime.now(UTC)
+        return self.member and self.member_until is not None and self.member_until > now
+
+    @property
+    def membership_stale(self) -> bool:
+        """A membership that admitted the user must be read from GitHub again."""
+        return self.member and not self.member_now()
 
     def csrf_matches(self, presented: str | None) -> bool:
         """Constant-time comparison with the session's CSRF token."""
@@ -51,55 +61,50 @@ def load(conn: sqlite3.Connection, session_id: str | None) -> Session | None:
     if not session_id or not SESSION_ID.fullmatch(session_id):
         return None
     row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-    if row is None:
+    if row is None or row["github_id"] is None:
         return None
     expires = db.parse_time(row["expires"])
     if expires <= datetime.now(UTC):
         conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
         return None
-    return Session(row["id"], row["github_id"], row["csrf"], row["oauth_state"],
-                   row["pkce_verifier"], row["next"], expires, bool(row["member"]))
-
-
-def start_pending(conn: sqlite3.Connection, oauth_state: str, pkce_verifier: str,
-                  next_path: str) -> str:
-    """A new pending session for a sign-in under way; returns its id."""
-    return _insert(conn, None, PENDING_LIFETIME, oauth_state=oauth_state,
-                   pkce_verifier=pkce_verifier, next=next_path)
-
-
-def take_pending(conn: sqlite3.Connection, session_id: str | None) -> Session | None:
-    """The pending session, removed at once: its state and verifier are used only once."""
-    session = load(conn, session_id)
-    if session is None or session.signed_in or not session.oauth_state:
-        return None  # a signed-in session stays as it is
-    conn.execute("DELETE FROM sessions WHERE id = ?", (session.id,))
-    return session
+    until = db.parse_time(row["member_until"]) if row["member_until"] else None
+    return Session(row["id"], row["github_id"], row["csrf"], expires, bool(row["member"]),
+                   until)
 
 
 def start_signed_in(conn: sqlite3.Connection, github_id: int, member: bool,
-                    lifetime: timedelta) -> str:
-    """A new signed-in session (a new id, a new CSRF token); returns its id."""
-    return _insert(conn, github_id, lifetime, member=int(member))
+                    lifetime: timedelta, member_for: timedelta) -> str:
+    """A new signed-in session (a new id, a new CSRF token) lasting `lifetime`, whose
+    membership counts for `member_for`; returns its id."""
+    session_id = new_id()
+    created = datetime.now(UTC)
+    conn.execute(
+        "INSERT INTO sessions (id, github_id, csrf, created, expires, member, member_until) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (session_id, github_id, secrets.token_urlsafe(32), db.format_time(created),
+         db.format_time(created + lifetime), int(member),
+         db.format_time(created + member_for) if member else ""))
+    return session_id
+
+
+def renew_membership(conn: sqlite3.Connection, session_id: str, member: bool,
+                     member_for: timedelta) -> None:
+    """What GitHub says now of the session user's membership, counting for `member_for`."""
+    until = db.format_time(datetime.now(UTC) + member_for) if member else ""
+    conn.execute("UPDATE sessions SET member = ?, member_until = ? WHERE id = ?",
+                 (int(member), until, session_id))
 
 
 def end(conn: sqlite3.Connection, session_id: str) -> None:
     conn.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
 
-def purge_expired(conn: sqlite3.Connection) -> None:
-    conn.execute("DELETE FROM sessions WHERE expires <= ?", (db.now(),))
+def end_all(conn: sqlite3.Connection, github_id: int) -> int:
+    """End every session of the user (their VM passes go with them); how many there were."""
+    return conn.execute("DELETE FROM sessions WHERE github_id = ?", (github_id,)).rowcount
 
 
-def _insert(conn: sqlite3.Connection, github_id: int | None, lifetime: timedelta,
-            **fields) -> str:
-    session_id = new_id()
-    created = datetime.now(UTC)
-    values = {"id": session_id, "github_id": github_id, "csrf": secrets.token_urlsafe(32),
-              "created": db.format_time(created),
-              "expires": db.format_time(created + lifetime)} | fields
-    columns = ", ".join(values)
-    marks = ", ".join("?" for _ in values)
-    conn.execute(f"INSERT INTO sessions ({columns}) VALUES ({marks})",  # noqa: S608
-                 tuple(values.values()))
-    return session_id
+def purge_expired(conn: sqlite3.Connection) -> int:
+    """Delete the expired sessions (and any row of a sign-in of older versions); how many."""
+    return conn.execute("DELETE FROM sessions WHERE expires <= ? OR github_id IS NULL",
+                        (db.now(),)).rowcount

@@ -186,6 +186,14 @@ def test_secrets_must_differ():
         from_dict(minimal(), same)
 
 
+def test_access_lists_take_logins_and_account_ids():
+    config = from_dict(minimal(access={"allowed_logins": ["alice", 1234567, "legacy-"],
+                                       "blocked_logins": [42, "a--b"]}), GOOD)
+    assert config.allowed_logins == ("alice", 1234567, "legacy-")
+    assert config.blocked_logins == (42, "a--b")
+    assert (config.membership_minutes, config.job_retention_days) == (15, 30)
+
+
 @pytest.mark.parametrize("sections, message", [
     ({"github": {}}, "client_id is missing"),
     ({"site": {"base_url": "http://binder.example.org"}}, "must be https://"),
@@ -195,7 +203,12 @@ def test_secrets_must_differ():
     ({"access": {"allowed_orgs": ["acme:"]}}, "is not 'org' or 'org:team'"),
     ({"access": {"allowed_orgs": ["not an org"]}}, "is not 'org' or 'org:team'"),
     ({"access": {"allowed_logins": ["-bad-"]}}, "is not a GitHub login"),
-    ({"access": {"blocked_logins": "alice"}}, "must be a list of strings"),
+    ({"access": {"blocked_logins": "alice"}}, "must be a list of logins"),
+    ({"access": {"blocked_logins": [True]}}, "must be a list of logins"),
+    ({"access": {"allowed_logins": [0]}}, "is not a GitHub account id"),
+    ({"access": {"allowed_logins": ["1234 5"]}}, "is not a GitHub login"),
+    ({"access": {"membership_minutes": 0}}, "membership_minutes must be a number"),
+    ({"jobs": {"job_retention_days": 0}}, "job_retention_days must be a number"),
     ({"repos": {"allowed_hosts": ["github.com"]}}, "user_vm_allowed_hosts"),
     ({"jobs": {"timeout": 600}}, "job_timeout"),
     ({"site": {"default_repo": "https://evil.example/a/b"}}, "default_repo"),
@@ -240,9 +253,10 @@ def test_an_https_site_sets_a_secure_host_only_cookie(tmp_path):
 
     b"".join(app(environ, start_response))
     assert seen["status"].startswith("302")
-    cookie = dict(seen["headers"])["Set-Cookie"]
-    assert cookie.startswith("__Host-ssc_session=")
+    cookie = dict(seen["headers"])["Set-Cookie"]  # the sign-in under way (web/pending.py)
+    assert cookie.startswith("__Host-ssc_signin_")
     assert "Secure" in cookie and "HttpOnly" in cookie and "Domain" not in cookie
+    assert "Path=/;" in cookie or cookie.endswith("Path=/")
 
 
 def test_the_example_is_valid_toml_with_known_settings():
