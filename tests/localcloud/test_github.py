@@ -487,3 +487,50 @@ def test_concurrent_sign_ins_get_distinct_ids(base, oauth_app):
         thread.join()
     assert sorted(ids) == logins
     assert len(set(ids.values())) == len(logins)
+
+
+# --- legacy logins and renames -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("login", ["legacy-", "two--hyphens", "x-"])
+def test_legacy_logins_sign_in(base, oauth_app, login):
+    client = authorized(base, oauth_app, login=login)
+    assert client.get(f"{base}/api/v3/user", timeout=10).json()["login"] == login
+
+
+def test_a_rename_keeps_the_account_and_frees_the_login(base, oauth_app, config):
+    first = authorized(base, oauth_app, login="old-name", orgs="acme")
+    before = first.get(f"{base}/api/v3/user", timeout=10).json()
+    renamed = github.rename_user(config, "old-name", "new-name")
+    assert (renamed["id"], renamed["login"]) == (before["id"], "new-name")
+    after = first.get(f"{base}/api/v3/user", timeout=10).json()  # the token follows it
+    assert (after["id"], after["login"]) == (before["id"], "new-name")
+    assert [org["login"] for org in first.get(f"{base}/api/v3/user/orgs", timeout=10).json()
+            ] == ["acme"]
+    assert requests.get(f"{base}/api/v3/users/old-name", timeout=10).status_code == 404
+    assert requests.get(f"{base}/api/v3/users/new-name", timeout=10).json()["id"] == before["id"]
+    taker = authorized(base, oauth_app, login="old-name")  # free for another account
+    other = taker.get(f"{base}/api/v3/user", timeout=10).json()
+    assert other["login"] == "old-name" and other["id"] != before["id"]
+    again = authorized(base, oauth_app, login="new-name")
+    assert again.get(f"{base}/api/v3/user", timeout=10).json()["id"] == before["id"]
+
+
+def test_a_rename_is_refused_when_it_cannot_be_done(base, oauth_app, config):
+    authorized(base, oauth_app, login="alice", orgs="acme")
+    authorized(base, oauth_app, login="bob")
+    for old, new, why in (("nobody", "x", "no user"), ("alice", "bob", "taken by another"),
+                          ("alice", "acme", "organization"), ("alice", "-x", "not a GitHub")):
+        with pytest.raises(ValueError, match=why):
+            github.rename_user(config, old, new)
+    assert github.rename_user(config, "alice", "ALICE")["login"] == "ALICE"  # only the case
+
+
+def test_the_rename_command(config, capsys):
+    from localcloud import cli
+
+    github.Accounts(config.var_dir / "github" / "accounts.json").sign_in("carol", None, None, {})
+    assert cli.main(["--var-dir", str(config.var_dir), "github", "rename", "carol", "dave-"]) == 0
+    assert "is now dave-" in capsys.readouterr().out
+    assert cli.main(["--var-dir", str(config.var_dir), "github", "rename", "carol", "x"]) == 1
+    assert "there is no user 'carol'" in capsys.readouterr().err
