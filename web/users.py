@@ -5,9 +5,9 @@ Access rules by id:
 
 - ``[access] allowed_logins`` and ``blocked_logins`` hold logins (strings) and account ids
   (integers). A login is bound to the account that holds it when the site first sees it (the
-  account signs in, or ``ssc-web users`` looks it up on GitHub) and the binding is kept (the
-  ``logins`` table): after a rename the rule still names that account, and whoever takes the
-  freed login gets nothing of it.
+  account signs in, or the worker's upkeep or ``ssc-web users`` looks it up on GitHub) and
+  the binding is kept (the ``logins`` table): after a rename the rule still names that
+  account, and whoever takes the freed login gets nothing of it.
 - ``ssc-web users block`` blocks an account (the ``blocks`` table) and ``unblock`` lifts that;
   a blocked user's sessions end and their VM is deleted (a delete job, as the app's own
   delete). ``revoke`` withdraws a registration and ends the user's sessions.
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -215,6 +216,35 @@ def enforce(conn: sqlite3.Connection, github_id: int) -> list[str]:
 # --- upkeep ------------------------------------------------------------------------------------
 
 
+ASK_AGAIN = 3600.0  # seconds before GitHub is asked again about a login it did not know
+ASK_AT_MOST = 10  # logins asked about per upkeep (github.com allows 60 anonymous calls an hour)
+_asked: dict[tuple[str, str], float] = {}  # (API, login) -> when last asked (this process)
+
+
+def resolve_rule_logins(conn: sqlite3.Connection, config: Config) -> list[str]:
+    """Bind the logins the rules name that no account has signed in with yet, as GitHub
+    says now (``GET /users/{login}``), so that renaming the account before its first sign-in
+    does not escape a block. A login GitHub does not know is asked about again after
+    :data:`ASK_AGAIN`. Returns the logins bound."""
+    wanted = sorted(_logins(config.allowed_logins) | _logins(config.blocked_logins))
+    known = {row[0] for row in conn.execute("SELECT login FROM logins")}
+    now, bound = time.monotonic(), []
+    api = config.github_api_url
+    for login in [name for name in wanted if name not in known
+                  and now - _asked.get((api, name), -ASK_AGAIN) >= ASK_AGAIN][:ASK_AT_MOST]:
+        _asked[api, login] = now
+        try:
+            found = lookup_login(config, login)
+        except UserError as error:
+            log.warning("%s", error)
+            break
+        if found is not None:
+            bind(conn, login, found)
+            bound.append(login)
+            log.info("the access rules' login %s is the account %s", login, found)
+    return bound
+
+
 def blocked_ids(conn: sqlite3.Connection, config: Config) -> set[int]:
     listed = {row[0] for row in conn.execute("SELECT github_id FROM blocks")}
     return listed | rule_ids(conn, config.blocked_logins)
@@ -222,10 +252,12 @@ def blocked_ids(conn: sqlite3.Connection, config: Config) -> set[int]:
 
 def upkeep(conn: sqlite3.Connection, config: Config,
            now: datetime | None = None) -> dict[str, int]:
-    """Prune expired sessions and the finished jobs older than ``job_retention_days``;
-    delete the VMs of blocked users (blocked in the file, or whose VM a running job held
+    """Bind the rules' logins not seen yet (:func:`resolve_rule_logins`); prune expired
+    sessions and the finished jobs older than ``job_retention_days``; delete the VMs of
+    blocked users (blocked in the file, or whose VM a running job held
     back at the block). Counts of what was done."""
     now = now or datetime.now(UTC)
+    resolve_rule_logins(conn, config)
     before = db.format_time(now - timedelta(days=config.job_retention_days))
     with db.transaction(conn):
         expired = sessions.purge_expired(conn)

@@ -11,7 +11,7 @@ from localcloud import github as stand_in
 from tests.helpers import sign_in
 from tests.web.conftest import REGISTRATION_SECRET, SAMPLE, Browser, Site
 from tests.web.test_proxy import DOMAIN, TOKEN, at_vm, handshake
-from web import db, pending
+from web import db, pending, users
 
 
 def give_vm(site: Site, github_id: int, login: str, address: str = "10.89.0.9") -> str:
@@ -121,6 +121,19 @@ def test_a_block_by_login_before_a_rename_still_applies(make_site, github):
     page = taker.get("/").text
     assert "blocked" not in page and "is not allowed to start VMs" in page
     assert site.jobs() == []
+
+
+def test_a_block_of_a_login_never_seen_binds_it_through_github(make_site, github):
+    """The worker's upkeep asks GitHub who holds the rules' logins not seen yet: renaming
+    the account before its first sign-in does not escape the block."""
+    site = make_site(blocked_logins=("old-name",))
+    stand_in.approve(site.browser().start_sign_in(), "old-name")  # on GitHub only
+    with site.conn() as conn:
+        users.upkeep(conn, site.config)
+    stand_in.rename_user(github.config, "old-name", "new-name")
+    browser = site.browser()
+    browser.sign_in("new-name")
+    assert "is blocked on this site" in browser.get("/").text
 
 
 def test_a_block_by_account_id_applies_whatever_the_login(make_site, github):
