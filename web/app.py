@@ -1,7 +1,8 @@
 """The Bottle app: sign-in, the user's VM, start and delete as jobs, job progress, health.
 
 Routes (the original tool's ``/``, ``/register/<secret>``, ``/VM_start``, ``/VM_run`` and
-``/VM_delete`` keep working as links; a GET changes nothing but sign-in and VM-pass rows):
+``/VM_delete`` keep working as links; a GET changes nothing but sign-in and VM-pass rows, and
+writes nothing at all before GitHub sends a signing-in browser back):
 
     GET  /                        sign in; once allowed: your VM, the start form, your jobs
     GET  /register/<secret>       confirm registration      POST: register (then allowed)
