@@ -124,7 +124,10 @@ def lookup_login(config: Config, login: str) -> int | None:
                         ) from None
     if answer.status_code == 404:
         return None
-    found = answer.json().get("id") if answer.status_code == 200 else None
+    try:
+        found = answer.json().get("id") if answer.status_code == 200 else None
+    except (ValueError, AttributeError):
+        found = None
     if not isinstance(found, int) or isinstance(found, bool):
         raise UserError(f"GitHub answered {answer.status_code} when asked who {login} is")
     return found
@@ -132,9 +135,9 @@ def lookup_login(config: Config, login: str) -> int | None:
 
 def find(conn: sqlite3.Connection, config: Config, text: str,
          ask_github: bool = True) -> Account:
-    """The account ACCOUNT names: an id as given; a login as a rule bound it, else the user
-    who signed in with it (if only one did), else as GitHub says now. UserError if unknown or
-    ambiguous."""
+    """The account ACCOUNT names: an id as given; a login: the user who signed in with it (if
+    only one did), else the account a rule bound it to, else as GitHub says now. UserError if
+    unknown or ambiguous."""
     wanted = parse_account(text)
     if isinstance(wanted, int):
         row = db.user(conn, wanted)
@@ -143,14 +146,14 @@ def find(conn: sqlite3.Connection, config: Config, text: str,
                          (wanted.lower(),)).fetchone()
     rows = conn.execute("SELECT github_id, login FROM users WHERE lower(login) = ?",
                         (wanted.lower(),)).fetchall()
-    if bound:
-        row = db.user(conn, bound[0])
-        return Account(bound[0], row["login"] if row else wanted)
     if len(rows) == 1:
         return Account(rows[0]["github_id"], rows[0]["login"])
     if len(rows) > 1:
         raise UserError(f"several accounts signed in as {wanted} (one was renamed): give the "
                         f"account id, one of {', '.join(str(r['github_id']) for r in rows)}")
+    if bound:
+        row = db.user(conn, bound[0])
+        return Account(bound[0], row["login"] if row else wanted)
     found = lookup_login(config, wanted) if ask_github else None
     if found is None:
         raise UserError(f"no user {wanted} has signed in here, and GitHub knows no such user")

@@ -122,3 +122,15 @@ def test_the_command_line(site, alice, tmp_path, monkeypatch, capsys):
     assert not signed_in(alice)
     with pytest.raises(SystemExit):
         cli.main(["users", "--config", str(path), "list", "alice"])
+
+
+def test_a_login_two_accounts_signed_in_with_needs_the_id(make_site, github, capsys):
+    site = make_site()
+    site.browser().sign_in("old-name")
+    stand_in.rename_user(github.config, "old-name", "new-name")
+    site.browser().sign_in("old-name")  # another account, which took the freed login
+    assert users(site, "block", "old-name")[0] == 1
+    assert "give the account id" in capsys.readouterr().err
+    [_, second] = sorted(ids_of(site, "old-name"))
+    status, said = users(site, "block", str(second))
+    assert status == 0 and f"(id {second})" in said
