@@ -26,6 +26,8 @@ from web.config import Config
 
 LIFETIME = 600  # seconds a sign-in may take (GitHub's codes last 10 minutes)
 MAX_PENDING = 5  # sign-ins under way per browser
+MAX_NEXT = 1500  # characters of the path to come back to; longer ones come back to "/"
+# (browsers keep cookies of up to 4096 bytes: the state, verifier and MAC take about 250)
 PREFIX = "ssc_signin_"
 KEY_LABEL = b"ssc-web pending sign-in cookie v1"
 
@@ -62,8 +64,9 @@ def cookie_name(config: Config, state: str) -> str:
 
 
 def pack(config: Config, pending: PendingSignIn) -> str:
-    """The cookie value: signed JSON."""
-    payload = _b64(json.dumps({"s": pending.state, "v": pending.verifier, "n": pending.next,
+    """The cookie value: signed JSON (a `next` longer than :data:`MAX_NEXT` becomes "/")."""
+    next_path = pending.next if len(pending.next) <= MAX_NEXT else "/"
+    payload = _b64(json.dumps({"s": pending.state, "v": pending.verifier, "n": next_path,
                                "t": pending.created}, separators=(",", ":")).encode())
     mac = hmac.new(_key(config), payload.encode("ascii"), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"

@@ -226,3 +226,12 @@ def test_membership_is_read_again_after_a_while(make_site):
 
 def _csrf_of(site: Site) -> str:
     return site.sql("SELECT csrf FROM sessions")[0][0]
+
+
+def test_a_very_long_next_comes_back_to_the_home_page(site):
+    browser = site.browser()
+    long_ref = "a" * 2000
+    answer = browser.get("/VM_start", params={"giturl": SAMPLE, "ref": long_ref})
+    assert answer.status_code == 302
+    assert max(len(c.value) for c in browser.http.cookies) < 4000
+    assert browser.come_back(answer.headers["Location"], "alice") == site.url + "/"
