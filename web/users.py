@@ -295,11 +295,16 @@ def listing(conn: sqlite3.Connection, config: Config) -> list[dict]:
                             (github_id, now)).fetchone()[0]
         member = conn.execute("SELECT count(*) FROM sessions WHERE github_id = ? AND member = 1 "
                               "AND member_until > ?", (github_id, now)).fetchone()[0]
+        why = access(conn, config, github_id, bool(user and user["registered"]),
+                     bool(member)).why
+        if why == "blocked":
+            by_operator = conn.execute("SELECT 1 FROM blocks WHERE github_id = ?",
+                                       (github_id,)).fetchone()
+            why = "blocked (ssc-web users)" if by_operator else "blocked (file)"
         rows.append({
             "github_id": github_id, "login": user["login"] if user else "",
             "rule_logins": bound, "registered": bool(user and user["registered"]),
-            "access": access(conn, config, github_id, bool(user and user["registered"]),
-                             bool(member)).why,
+            "access": why,
             "sessions": live, "vm": f"{vm['name']} ({vm['state']})" if vm else "",
         })
     return rows

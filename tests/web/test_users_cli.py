@@ -87,7 +87,7 @@ def test_list(site, alice, bob):
     assert lines[0].startswith("id\tlogin\taccess")
     rows = {line.split("\t")[1]: line.split("\t") for line in lines[1:]}
     assert rows["alice"][2] == "listed" and rows["alice"][4] == "1"
-    assert rows["bob"][2] == "blocked" and rows["bob"][4] == "0"
+    assert rows["bob"][2] == "blocked (ssc-web users)" and rows["bob"][4] == "0"
     assert rows["alice"][5] == "alice"  # the rule's login, bound to this account
 
 
