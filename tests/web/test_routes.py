@@ -80,7 +80,9 @@ def test_job_pages_for_the_owner(alice, site):
     assert {key: view[key] for key in ("id", "action", "repo", "state", "phase", "done")} == {
         "id": job["id"], "action": "start", "repo": SAMPLE, "state": "queued",
         "phase": "queued", "done": False}
-    assert view["phases"] == ["queued", "creating", "booting", "building", "starting", "ready"]
+    assert view["phases"] == ["queued", "creating", "booting", "fetching", "building",
+                              "starting", "ready"]
+    assert view["log"] == []
 
 
 def test_another_users_job_is_404(alice, bob, site):
