@@ -1,6 +1,7 @@
 // The job page's live build log: follows the job's event stream (/jobs/<id>/events, Server-
-// Sent Events as BinderHub's build API sends them), appends each line to the log, names the
-// phase, and reloads the page once the job has ended (ready or failed) to show its outcome.
+// Sent Events as BinderHub's build API sends them), appends each line to the log, marks the
+// phase in the progress list, and reloads the page once the job has ended (ready or failed)
+// to show its outcome.
 // Without JavaScript the page refreshes itself instead (<noscript> in its head); when the
 // stream cannot be read, this script falls back to the same.
 "use strict";
@@ -8,6 +9,23 @@
   var log = document.getElementById("build-log");
   var refreshes = document.getElementById("refreshes");
   var tries = 0;
+  // Mark `phase` as the current step of the progress list, and those before it as done.
+  function showPhase(phase) {
+    var steps = document.querySelectorAll("ol.phases li:not(.failed)");
+    var names = Array.prototype.map.call(steps, function (step) { return step.textContent; });
+    var at = names.indexOf(phase);
+    if (at < 0) {
+      return;
+    }
+    Array.prototype.forEach.call(steps, function (step, index) {
+      step.className = index < at ? "done" : "";
+      if (index === at) {
+        step.setAttribute("aria-current", "step");
+      } else {
+        step.removeAttribute("aria-current");
+      }
+    });
+  }
   function reloadSoon() {
     window.setTimeout(function () { window.location.reload(); }, 3000);
   }
@@ -45,8 +63,8 @@
         log.scrollTop = log.scrollHeight;
       }
     }
-    if (data.job_phase && refreshes) {
-      refreshes.textContent = "Now: " + data.job_phase + ". The build log below follows the job as it goes.";
+    if (data.job_phase) {
+      showPhase(data.job_phase);
     }
   };
   source.onerror = function () {
