@@ -1,5 +1,5 @@
-"""The SQLite database the web processes and the job runner share: users, sessions, jobs,
-each user's VM as last known, and the runner's heartbeat.
+"""The SQLite database the web processes and the job runner share: users, sessions, jobs
+(with their build logs), each user's VM as last known, and the runner's heartbeat.
 
 One file in WAL mode, so that any number of web workers read while the runner writes. Every
 connection is in autocommit mode (``isolation_level=None``): a single statement is its own

@@ -50,10 +50,11 @@ BUSY_RETRY_MS = 10000  # ... after a stream that found every slot taken
 
 
 class Slots:
-    """At most `limit` streams at once in this process (a semaphore)."""
+    """At most `limit` streams at once in this process (a semaphore; with 0, every stream
+    only says what there is and ends)."""
 
     def __init__(self, limit: int):
-        self.limit = max(1, limit)
+        self.limit = max(0, limit)
         self._free = threading.BoundedSemaphore(self.limit)
 
     def take(self) -> bool:

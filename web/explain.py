@@ -10,6 +10,8 @@ The kinds, in the order they are told apart:
 took too long        the job runner's own limit (``job_timeout``) stopped the run
 launcher failed      the VM's launcher said ``failed``: fetching, building (repo2docker)
                      or starting Jupyter, with the log's last lines
+launcher stopped     following the launcher failed otherwise: no progress, the build cap,
+                     or no word from the VM at all
 refused request      the request's own rules (``launch_request``): their message is the
                      researcher's already (the web app shows the same words on refusal)
 another VM           the user's VM runs another repository
@@ -52,6 +54,7 @@ REF_NOT_FOUND = re.compile(r"ref '([^']*)' not found in|no ref named")
 DEFAULT_BRANCH = re.compile(r"default branch(?: is)? '?([\w./-]+?)'?(?=[\s.,;)]|$)")
 ANOTHER_VM = re.compile(r"already has a VM for\s+(.*?)\s*: delete it first")
 WITHIN = re.compile(r"did not answer within (\d+) s")
+SECONDS = re.compile(r"\b(\d+) ?(?:s|seconds)\b")
 # What a researcher must not see: absolute paths, the role's variables, Ansible's words.
 INTERNAL = re.compile(r"(?<![\w:/])/(?:[\w.-]+/)+[\w.-]*|\buser_vm_\w+|\bssc_\w+|\.ya?ml\b"
                       r"|\bplaybook|\bstate=|\bTASK\b|\bansible", re.IGNORECASE)
@@ -73,8 +76,10 @@ def _explain(run: JobRun, action: str, repo: str, ref: str) -> str:
     msg = run.failed_msg or ""
     if run.status == "timeout":
         return f"{what} took longer than this site allows, and was stopped." + AGAIN
-    if run.failed_action in PROGRESS_ACTIONS or run.log.phase == "failed":
+    if run.log.phase == "failed":
         return launcher_failed(list(run.log.tail), msg)
+    if run.failed_action in PROGRESS_ACTIONS:
+        return progress_stopped(list(run.log.tail), msg)
     if run.failed_action in ("ssc.repo2docker.launch_request", "launch_request") and msg:
         return msg if not INTERNAL.search(msg) else f"{what} was refused." + AGAIN
     another = ANOTHER_VM.search(msg)
@@ -128,6 +133,26 @@ def launcher_failed(lines: list[Line], msg: str) -> str:
         "\nFix the repository, then start it again." if step != "fetching" else "")
 
 
+def progress_stopped(lines: list[Line], msg: str) -> str:
+    """Following the launcher failed without the launcher failing: it made no progress, or
+    took longer than the site allows, or could not be read (no line at all: the VM did
+    not start)."""
+    steps = [line.phase for line in lines if line.phase]
+    seconds = SECONDS.search(msg)
+    limit = f" (within {duration(int(seconds.group(1)))})" if seconds else ""
+    if not steps:
+        return f"Your VM did not start in time{limit}." + AGAIN
+    said = {"fetching": "Fetching the repository", "starting": "Starting Jupyter"}.get(
+        steps[-1], "Building the repository's environment")
+    return (f"{said} did not finish in time{limit}, and was stopped. The last lines of its "
+            f"log:\n{last_lines(lines)}" + AGAIN)
+
+
+def duration(seconds: int) -> str:
+    """`seconds` as a person says them: "90 seconds", "10 minutes"."""
+    return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
+
+
 def ref_not_found(msg: str, repo: str, ref: str) -> str:
     """The branch or tag does not exist: name it, and the default branch when known."""
     found = REF_NOT_FOUND.search(msg)
@@ -143,8 +168,7 @@ def ref_not_found(msg: str, repo: str, ref: str) -> str:
 
 def not_in_time(seconds: int, lines: list[Line], deleted: bool) -> str:
     """Jupyter did not answer within `seconds`."""
-    minutes = f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
-    said = f"Your VM did not start Jupyter in time (within {minutes})."
+    said = f"Your VM did not start Jupyter in time (within {duration(seconds)})."
     tail = last_lines(lines)
     if tail:
         said += f" The last lines of its log:\n{tail}"

@@ -108,7 +108,8 @@ def run_job(config: Config, job: Job, connect: Callable[[], sqlite3.Connection],
             jobqueue.finish(conn, job.id, "failed", "failed", str(error))
             return "failed"
         if run is None:
-            run = JobRun(job.id, job.action, output_lines=config.output_lines)
+            run = JobRun(job.id, job.action, [config.token_secret],
+                         output_lines=config.output_lines)
         run.phase = jobqueue.first_phase(job.action)
         run.on_progress = lambda current: save_progress(conn, current)
         try:
@@ -213,7 +214,8 @@ class Worker:
             job = jobqueue.claim_next(conn, self.config.max_concurrent)
             if job is None:
                 break
-            run = JobRun(job.id, job.action, output_lines=self.config.output_lines)
+            run = JobRun(job.id, job.action, [self.config.token_secret],
+                         output_lines=self.config.output_lines)
             thread = threading.Thread(target=self._run, args=(job, run),
                                       name=f"job-{job.id}", daemon=True)
             with self._lock:

@@ -76,11 +76,26 @@ def test_jupyter_did_not_start():
     assert "jupyter: not found" in message
 
 
+def test_a_build_that_stopped_making_progress_or_a_vm_that_never_said_anything():
+    message = failed("Follow the VM's launcher", "ssc.repo2docker.launch_progress",
+                     "no progress for 300 s (user_vm_progress_timeout)",
+                     lines(("fetching", "Fetching"), ("building", "Step 3/9 : RUN make")))
+    assert message.startswith("Building the repository's environment did not finish in time "
+                              "(within 5 minutes), and was stopped. The last lines of its log:\n"
+                              "Fetching\nStep 3/9 : RUN make")
+    silent = failed("Follow the VM's launcher", "ssc.repo2docker.launch_progress",
+                    "no word from the launcher within 90 s")
+    assert silent.startswith("Your VM did not start in time (within 90 seconds).")
+
+
 def test_the_launchers_message_without_a_log_only_when_it_says_nothing_internal():
-    plain = failed("Follow", "ssc.repo2docker.launch_progress", "the image could not be built")
+    said_failed = lines(("failed", ""))
+    plain = failed("Follow", "ssc.repo2docker.launch_progress", "the image could not be built",
+                   said_failed)
     assert plain.endswith("Its last lines:\nthe image could not be built\n"
                           "Fix the repository, then start it again.")
-    hidden = failed("Follow", "ssc.repo2docker.launch_progress", "see /opt/repo2docker/log")
+    hidden = failed("Follow", "ssc.repo2docker.launch_progress", "see /opt/repo2docker/log",
+                    said_failed)
     assert hidden == ("The repository's build failed (repo2docker).\n"
                       "Fix the repository, then start it again.")
 
