@@ -37,7 +37,8 @@ from web.events import MAX_MESSAGE, JobRun
 WHAT = {"start": "Starting your VM", "delete": "Deleting your VM",
         "extend": "Keeping your VM longer", "cull": "The site's clean-up"}
 AGAIN = " Please try again; if it fails again, tell the site's operators."
-LAST_LINES = 8  # lines of the build log a message quotes
+LAST_LINES = 8  # lines of the build log a message quotes ...
+LAST_CHARS = 1200  # ... and at most this many characters of them (the message has 2000)
 # Nova ("Quota exceeded for cores", "No valid host was found"), neutron ("Quota exceeded
 # for resources", "No more IP addresses available"), cinder ("exceeds allowed gigabytes
 # quota", "VolumeLimitExceeded").
@@ -113,9 +114,18 @@ def _explain(run: JobRun, action: str, repo: str, ref: str) -> str:
 
 
 def last_lines(lines: list[Line], count: int = LAST_LINES) -> str:
-    """The last `count` lines of the build log, as text."""
-    texts = [line.text for line in lines if line.text]
-    return "\n".join(texts[-count:])
+    """The last `count` lines of the build log as text, those that fit in
+    :data:`LAST_CHARS` characters (the end of the last one, if it alone does not)."""
+    kept: list[str] = []
+    size = 0
+    for text in reversed([line.text for line in lines if line.text][-count:]):
+        if size + len(text) + 1 > LAST_CHARS:
+            if not kept:
+                kept.append(text[-LAST_CHARS:])
+            break
+        kept.append(text)
+        size += len(text) + 1
+    return "\n".join(reversed(kept))
 
 
 def launcher_failed(lines: list[Line], msg: str) -> str:

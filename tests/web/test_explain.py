@@ -205,3 +205,14 @@ def test_anything_else_plainly_and_without_what_is_internal():
                   action_of_job="delete") == (
         "Deleting your VM failed: The server is locked. Please try again; if it fails "
         "again, tell the site's operators.")
+
+
+def test_the_quoted_lines_fit_in_the_message_with_its_end():
+    long = lines(*(("building", f"line {n} " + "x" * 490) for n in range(10)),
+                 ("failed", "repo2docker exited with 1"))
+    message = failed("Follow the VM's launcher", "ssc.repo2docker.launch_progress", "failed",
+                     long)
+    assert len(message) <= explain.LAST_CHARS + 200
+    assert "line 9 " in message and "line 5 " not in message
+    assert message.endswith("repo2docker exited with 1\nFix the repository, then start it "
+                            "again.")
