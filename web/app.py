@@ -11,6 +11,8 @@ writes nothing at all before GitHub sends a signing-in browser back):
     GET  /VM_delete               confirm deleting your VM  POST: queue a delete job
     POST /VM_extend               "keep it": queue an extend job (web/lifetime.py)
     GET  /jobs/<id>, /jobs/<id>.json   a job's progress (its owner only; others get 404)
+    GET  /jobs/<id>/events        its build log live, as Server-Sent Events (web/eventstream.py)
+    GET  /static/joblog.js        the job page's script that shows them
     GET  /healthz                 app, database and job runner alive (JSON; 503 if not)
     GET  /auth/login?next=/path   sign in with GitHub       GET /auth/callback: back from it
     POST /auth/logout
@@ -37,9 +39,9 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
     LaunchRequestError,
     check,
 )
-from bottle import Bottle, HTTPError, abort, redirect, request, response, template
+from bottle import Bottle, HTTPError, abort, redirect, request, response, static_file, template
 
-from web import auth, db, pending, proxy, sessions, users
+from web import auth, buildlog, db, eventstream, pending, proxy, sessions, users
 from web.config import Config
 from web.lifetime import page_view
 from web.plugin import VISITOR, SitePlugin, Visitor, session_cookie
@@ -47,9 +49,12 @@ from web.plugin import VISITOR, SitePlugin, Visitor, session_cookie
 log = logging.getLogger(__name__)
 
 TEMPLATES = [str(Path(__file__).resolve().parent / "templates")]  # one list: Bottle caches by it
+STATIC = Path(__file__).resolve().parent / "static"
+STREAMS = "ssc.event_streams"  # the app's eventstream.Slots, in its config
 JOB_ID = "re:[0-9a-f]{32}"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                               "script-src 'self'; connect-src 'self'; "
                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -172,6 +177,8 @@ def job_view(conn: sqlite3.Connection, config: Config, row: sqlite3.Row) -> dict
         "created": row["created"], "started": row["started"], "finished": row["finished"],
         "done": row["state"] not in db.ACTIVE_STATES, "jupyter_url": url,
         "phases": list(db.phases_of(row["action"])),
+        "log": [{"seq": line.seq, "phase": line.phase, "text": line.text}
+                for line in buildlog.lines_after(conn, row["id"])],
     }
 
 
@@ -308,6 +315,22 @@ def job_json(job_id: str, conn: sqlite3.Connection, visitor: Visitor, config: Co
     return job_view(conn, config, own_job(conn, visitor, job_id))
 
 
+def job_events(job_id: str, conn: sqlite3.Connection, visitor: Visitor):
+    """The job's progress as Server-Sent Events (web/eventstream.py); 404 as the job page
+    for anyone but its owner."""
+    own_job(conn, visitor, job_id)
+    response.content_type = "text/event-stream; charset=utf-8"
+    response.set_header("X-Accel-Buffering", "no")  # nginx: pass each event on at once
+    after = eventstream.last_event_id(request.get_header("Last-Event-ID"),
+                                      request.query.get("after"))
+    return eventstream.stream(conn, job_id, after, request.app.config[STREAMS])
+
+
+def job_script():
+    return static_file("joblog.js", root=str(STATIC), mimetype="text/javascript",
+                       charset="utf-8")
+
+
 def healthz(connect, config: Config):
     status = {"app": "ok", "database": "ok", "runner": "ok", "runner_heartbeat": None}
     try:
@@ -406,6 +429,8 @@ ROUTES = (
     ("POST", "/VM_extend", extend),
     ("GET", f"/jobs/<job_id:{JOB_ID}>", job_page),
     ("GET", f"/jobs/<job_id:{JOB_ID}>.json", job_json),
+    ("GET", f"/jobs/<job_id:{JOB_ID}>/events", job_events),
+    ("GET", "/static/joblog.js", job_script),
     ("GET", "/healthz", healthz),
     ("GET", "/auth/login", login),
     ("GET", "/auth/callback", callback),
@@ -424,6 +449,8 @@ def make_app(config: Config, conn_factory=None) -> Bottle:
             return db.connect(config.database)
 
     app = Bottle(catchall=True, autojson=True)
+    # An event stream holds a serving thread: leave at least half of them to the rest.
+    app.config[STREAMS] = eventstream.Slots(config.threads // 2)
     plugin = SitePlugin(config, conn_factory, auth.GitHubSignIn(config))
     db.init(plugin.connection())
     app.install(plugin)

@@ -1,5 +1,5 @@
-"""The SQLite database the web processes and the job runner share: users, sessions, jobs,
-each user's VM as last known, and the runner's heartbeat.
+"""The SQLite database the web processes and the job runner share: users, sessions, jobs
+(with their build logs), each user's VM as last known, and the runner's heartbeat.
 
 One file in WAL mode, so that any number of web workers read while the runner writes. Every
 connection is in autocommit mode (``isolation_level=None``): a single statement is its own
@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-SCHEMA_VERSION = 4
 # Columns added since version 1, for databases made before: (table, column, definition).
 ADDED_COLUMNS = (("vms", "address", "TEXT DEFAULT ''"), ("vms", "token", "TEXT DEFAULT ''"),
                  *((("vms", column, definition) for column, definition in (
@@ -40,7 +39,8 @@ ACTIVE_STATES = ("queued", "running")
 # A job's phases, in the order a job of each action goes through them: its phase only moves
 # forward, and "failed" may end either. The jobs table's CHECK, the job runner's progress
 # (web/events.py) and the job page all take them from here.
-START_PHASES = ("queued", "creating", "booting", "building", "starting", "ready")
+# "fetching", "building", "starting": as the VM's launcher reports them (web/buildlog.py).
+START_PHASES = ("queued", "creating", "booting", "fetching", "building", "starting", "ready")
 DELETE_PHASES = ("queued", "deleting", "deleted")
 EXTEND_PHASES = ("queued", "extending", "extended")
 CULL_PHASES = ("queued", "culling", "culled")
@@ -218,10 +218,13 @@ def _jobs_vocabulary_outdated(conn: sqlite3.Connection) -> bool:
 
 
 def _rebuild_jobs(conn: sqlite3.Connection) -> None:
-    """Make the jobs table again with the current schema, keeping every row (SQLite's own
-    procedure for a schema change ALTER TABLE cannot make; its indexes are made after)."""
+    """Make the jobs table again with the current schema, keeping every row and the triggers
+    on it (SQLite's own procedure for a schema change ALTER TABLE cannot make; its indexes
+    are made after)."""
     create = next(statement for statement in SCHEMA.split(";")
                   if "CREATE TABLE IF NOT EXISTS jobs (" in statement)
+    triggers = [row["sql"] for row in conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'jobs'")]
     conn.execute(create.replace("IF NOT EXISTS jobs (", "jobs_rebuilt ("))
     old = [row["name"] for row in conn.execute("PRAGMA table_info(jobs)")]
     new = {row["name"] for row in conn.execute("PRAGMA table_info(jobs_rebuilt)")}
@@ -229,6 +232,11 @@ def _rebuild_jobs(conn: sqlite3.Connection) -> None:
     conn.execute(f"INSERT INTO jobs_rebuilt ({columns}) SELECT {columns} FROM jobs")  # noqa: S608
     conn.execute("DROP TABLE jobs")
     conn.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
+    for trigger in triggers:
+        conn.execute(trigger)
+
+
+# --- migrations: each step brings the schema to its version, once (PRAGMA user_version) ---
 
 
 # --- migration 4: users by their GitHub account id (web/users.py) ---------------------------
@@ -264,8 +272,22 @@ def _migrate_4(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
-# (version, step): each step runs once, in order, on a database older than its version.
-MIGRATIONS = ((4, _migrate_4),)
+def _add_job_log(conn: sqlite3.Connection) -> None:
+    """Version 5: ``job_log``, a start job's build log as the VM's launcher reported it
+    (web/buildlog.py writes and bounds it): one row per line, ``seq`` the launcher's own
+    number. Its rows go with their job (a trigger: a foreign key's cascade would empty it
+    whenever :func:`_rebuild_jobs` drops the jobs table)."""
+    conn.execute("CREATE TABLE IF NOT EXISTS job_log (job_id TEXT NOT NULL, "
+                 "seq INTEGER NOT NULL, phase TEXT NOT NULL DEFAULT '', "
+                 "text TEXT NOT NULL DEFAULT '', PRIMARY KEY (job_id, seq)) WITHOUT ROWID")
+    conn.execute("CREATE TRIGGER IF NOT EXISTS job_log_goes_with_its_job AFTER DELETE ON jobs "
+                 "BEGIN DELETE FROM job_log WHERE job_id = OLD.id; END")
+
+
+# (version, step), in order. A step runs on a database whose user_version is below its
+# version, inside init's transaction; write it so that running it again changes nothing.
+MIGRATIONS = ((4, _migrate_4), (5, _add_job_log))
+SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 def init(conn: sqlite3.Connection) -> None:
@@ -273,7 +295,7 @@ def init(conn: sqlite3.Connection) -> None:
     since (:data:`ADDED_COLUMNS`, the jobs table's CHECKs), run the :data:`MIGRATIONS` the
     database has not had; safe to call from every process."""
     with transaction(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
         for table, column, definition in ADDED_COLUMNS:
             known = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
             if known and column not in known:
@@ -283,10 +305,10 @@ def init(conn: sqlite3.Connection) -> None:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
-        for step_version, step in MIGRATIONS:
-            if version < step_version:
+        for number, step in MIGRATIONS:
+            if version < number:
                 step(conn)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
 
 
 # --- users ---------------------------------------------------------------------------------

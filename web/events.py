@@ -2,10 +2,11 @@
 apart from the code that starts the run (web/playbook.py), as AWX keeps its runner callback.
 
 The event handler runs for every event, so it is cheap and keeps no event: it reads the
-phase from the role's task names (:data:`TASK_PHASES`), the failed task's ``msg`` (never
-``res.invocation``, never a ``no_log`` result), a bounded tail of readable output without
-secrets, and the ``set_stats`` data (``artifact_data`` of the ``playbook_on_stats`` event:
-``ssc_vm`` with the URL and its token).
+phase from the role's task names (:data:`TASK_PHASES`) and from the VM launcher's records
+(the build log, web/buildlog.py: fetching, building, starting), the failed task's ``msg``
+(never ``res.invocation``, never a ``no_log`` result), a bounded tail of readable output
+without secrets, and the ``set_stats`` data (``artifact_data`` of the ``playbook_on_stats``
+event: ``ssc_vm`` with the URL and its token).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from web import db
+from web.buildlog import LaunchLog
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ class JobRun:
         self.status = "unstarted"
         self.cancelled = False
         self.failed_task: str | None = None
+        self.failed_action: str | None = None  # the failed task's module, as written
         self.failed_msg: str | None = None
         self.error_line: str | None = None
         self.stats: dict = {}
@@ -72,6 +75,7 @@ class JobRun:
         self.secrets: set[str] = set()
         self.add_secrets(secrets)
         self._lines: collections.deque[str] = collections.deque(maxlen=output_lines)
+        self.log = LaunchLog()  # the build log (web/buildlog.py)
         self.on_progress = on_progress
         self._changed = False
         self._last_progress = 0.0
@@ -88,6 +92,9 @@ class JobRun:
         kind = event.get("event")
         data = event.get("event_data") or {}
         self._read_output(kind, data, event.get("stdout"))
+        if self.log.read(kind, data, self._shown):
+            self._changed = True
+            self._advance(self.log.job_phase)
         if kind == "playbook_on_task_start":
             phase = TASK_PHASES.get((data.get("task"), "start"))
             self._advance("building" if phase == "starting" and self.builds else phase)
@@ -99,6 +106,7 @@ class JobRun:
         elif kind in ("runner_on_failed", "runner_on_unreachable") and not data.get(
                 "ignore_errors"):
             self.failed_task = data.get("task")
+            self.failed_action = data.get("task_action")
             self.failed_msg = _result_message(data.get("res"))
         elif kind == "playbook_on_stats":
             artifact = data.get("artifact_data")

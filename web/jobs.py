@@ -16,6 +16,8 @@ Its parts, one concern each:
 web/jobqueue.py      claim a job, write its progress and its end (the SQL)
 web/playbook.py      the extra vars as ``!unsafe``, the job's environment, running ansible-runner
 web/events.py        the run's callbacks (:class:`~web.events.JobRun`): phases, results, secrets
+web/buildlog.py      the build log the VM's launcher reports, kept in ``job_log``
+web/explain.py       why a job failed, in its owner's words
 web/procs.py         a run's processes, found in /proc, and ending them all
 web/vms.py           the users' VMs read from the cloud
 web/lifetime.py      when VMs go: expiry, "keep it", the cull run and why a VM went
@@ -35,7 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from web import db, jobqueue, lifetime, playbook, users, vms
+from web import buildlog, db, explain, jobqueue, lifetime, playbook, users, vms
 from web.config import Config
 from web.events import MAX_MESSAGE, JobRun, boolean
 from web.jobqueue import Job
@@ -84,8 +86,13 @@ def record(conn: sqlite3.Connection, job: Job, run: JobRun) -> str:
             db.delete_vm(conn, job.github_id)
             jobqueue.finish(conn, job.id, "succeeded", "deleted", message, output)
         return "succeeded"
-    message = (run.failure() if run.status != "successful"
-               else "The playbook ended without reporting the VM (no ssc_vm in set_stats).")
+    if run.status != "successful":
+        log.info("job %s failed: %s", job.id, run.failure())
+        message = explain.failure(run, job.action, job.repo or "", job.ref or "")
+    else:
+        log.warning("job %s: the playbook ended without reporting the VM (no ssc_vm in "
+                    "set_stats)", job.id)
+        message = explain.no_report(job.action)
     jobqueue.finish(conn, job.id, "failed", "failed", message, output)
     return "failed"
 
@@ -103,21 +110,38 @@ def run_job(config: Config, job: Job, connect: Callable[[], sqlite3.Connection],
             jobqueue.finish(conn, job.id, "failed", "failed", str(error))
             return "failed"
         if run is None:
-            run = JobRun(job.id, job.action, output_lines=config.output_lines)
+            run = JobRun(job.id, job.action, [config.token_secret],
+                         output_lines=config.output_lines)
         run.phase = jobqueue.first_phase(job.action)
-        run.on_progress = lambda current: jobqueue.save_progress(
-            conn, current.job_id, current.phase, current.output())
+        run.on_progress = lambda current: save_progress(conn, current)
         try:
             playbook.run_playbook(config, job.id, extravars, run)
         except Exception as error:
             log.exception("job %s: the run failed", job.id)
+            save_log(conn, run)
             jobqueue.finish(conn, job.id, "failed", "failed",
                             run.scrub(f"The job could not run: {type(error).__name__}: {error}")
                             [:MAX_MESSAGE], run.output())
             return "failed"
+        save_log(conn, run)
         return record(conn, job, run)
     finally:
         conn.close()
+
+
+def save_progress(conn: sqlite3.Connection, run: JobRun) -> None:
+    """Write `run`'s phase, output and new build log lines (its ``on_progress``)."""
+    save_log(conn, run)
+    jobqueue.save_progress(conn, run.job_id, run.phase, run.output())
+
+
+def save_log(conn: sqlite3.Connection, run: JobRun) -> None:
+    """Write the build log lines `run` read since the last write (an error is logged: the
+    lines are lost, the job goes on)."""
+    try:
+        buildlog.append(conn, run.job_id, run.log.take())
+    except sqlite3.Error:
+        log.exception("job %s: could not write its build log", run.job_id)
 
 
 # --- restart safety -------------------------------------------------------------------------
@@ -192,7 +216,8 @@ class Worker:
             job = jobqueue.claim_next(conn, self.config.max_concurrent)
             if job is None:
                 break
-            run = JobRun(job.id, job.action, output_lines=self.config.output_lines)
+            run = JobRun(job.id, job.action, [self.config.token_secret],
+                         output_lines=self.config.output_lines)
             thread = threading.Thread(target=self._run, args=(job, run),
                                       name=f"job-{job.id}", daemon=True)
             with self._lock:

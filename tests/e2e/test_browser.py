@@ -75,7 +75,8 @@ def test_sign_in_register_start_open_delete(site, cloud, page):
         phases = phases_seen(page, page.get_by_role("link", name="Open Jupyter"))
         assert not page.get_by_role("alert").count(), page.get_by_role("alert").inner_text()
         assert phases[-1] == "ready" and phases == sorted(phases, key=(
-            "queued", "creating", "booting", "building", "starting", "ready").index), phases
+            "queued", "creating", "booting", "fetching", "building", "starting",
+            "ready").index), phases
         expect(page.get_by_role("status")).to_contain_text("ssc-r2d-e2e-researcher is ready")
 
         jupyter = page.get_by_role("link", name="Open Jupyter").get_attribute("href")

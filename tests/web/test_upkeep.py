@@ -75,7 +75,7 @@ def test_migration_4_from_a_version_3_database(tmp_path):
                      "('signed-in', 1, 'y', '2025-01-01', '2999-01-01')")
     with closing(db.connect(path)) as conn:
         db.init(conn)
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == db.SCHEMA_VERSION == 5
         assert [row[0] for row in conn.execute("SELECT id FROM sessions")] == ["signed-in"]
         assert conn.execute("SELECT member_until FROM sessions").fetchone()[0] == ""
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}

@@ -3,7 +3,9 @@
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-% if get('refresh'):
+% if get('refresh') and get('live'):
+<noscript><meta http-equiv="refresh" content="{{refresh}}"></noscript>
+% elif get('refresh'):
 <meta http-equiv="refresh" content="{{refresh}}">
 % end
 <title>{{title}} · ssc-repo2docker</title>

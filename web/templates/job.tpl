@@ -1,5 +1,6 @@
 % refresh = 0 if job['done'] else 3
-% include('header.tpl', refresh=refresh)
+% live = job['action'] == 'start' and not job['done']
+% include('header.tpl', refresh=refresh, live=live)
 <dl>
 % titles = {'start': 'Start a VM', 'delete': 'Delete your VM', 'extend': 'Keep your VM longer', 'cull': "The site's cleanup deleted your VM"}
 <dt>Action</dt><dd>{{titles.get(job['action'], job['action'])}}</dd>
@@ -43,15 +44,24 @@
 <p><a class="button" href="{{job['jupyter_url']}}" rel="noreferrer noopener">Open Jupyter</a></p>
 % end
 % if not job['done']:
-<p>This page refreshes itself every few seconds.</p>
+<p id="refreshes">This page refreshes itself every few seconds.</p>
+% end
+% if job['action'] == 'start' and (job['log'] or live):
+<h2>Build log</h2>
+%   last = job['log'][-1]['seq'] if job['log'] else ''
+%   events = '/jobs/' + job['id'] + '/events' + ('?after=' + str(last) if job['log'] else '')
+%   if live:
+<pre id="build-log" class="log" aria-live="polite" data-events="{{events}}">{{'\n'.join(line['text'] for line in job['log'])}}</pre>
+%   else:
+<pre id="build-log" class="log">{{'\n'.join(line['text'] for line in job['log'])}}</pre>
+%   end
+%   if live:
+<script src="/static/joblog.js" defer></script>
+%   end
 % end
 % if job['output']:
-% if job['state'] in ('failed', 'interrupted'):
-<details open>
-% else:
 <details>
-% end
-<summary>Output of the playbook</summary>
+<summary>Technical details: the output of the playbook</summary>
 <pre>{{job['output']}}</pre>
 </details>
 % end
