@@ -366,7 +366,7 @@ def with_repository_hosts(config: Config) -> Config:
     if not hosts.allowed:
         raise ConfigError(f"{where}: {inventory.ALLOWED_HOSTS} is empty: no repository "
                           "could be started")
-    for name, entries in zip(inventory.SETTINGS, hosts):
+    for name, entries in zip(inventory.SETTINGS, hosts, strict=True):
         for entry in entries:
             try:
                 launch_request.AllowedHost(entry)

@@ -43,8 +43,10 @@ EXAMPLES = r"""
 - name: Compare a VM's repository with a request's
   ansible.builtin.set_fact:
     same_repository: >-
-      {{ (server.metadata.ssc_r2d_repo | ssc.repo2docker.canonical_url(user_vm_case_insensitive_hosts))
-      == (repo | ssc.repo2docker.canonical_url(user_vm_case_insensitive_hosts)) }}
+      {{ (server.metadata.ssc_r2d_repo | ssc.repo2docker.canonical_url(hosts))
+      == (repo | ssc.repo2docker.canonical_url(hosts)) }}
+  vars:
+    hosts: "{{ user_vm_case_insensitive_hosts }}"
 """
 
 RETURN = r"""

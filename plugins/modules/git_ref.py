@@ -198,7 +198,7 @@ def ls_remote_patterns(ref):
     for name in candidates(ref):
         if name != "HEAD":
             patterns += [name, name + PEELED]
-    return patterns + ["HEAD"]
+    return [*patterns, "HEAD"]
 
 
 def parse_ls_remote(output):
