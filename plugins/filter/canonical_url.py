@@ -15,8 +15,8 @@ description:
     hosts that find repositories whatever the case of owner and name (github.com, gitlab.com,
     codeberg.org, and the entries of I(case_insensitive_hosts)).
   - So C(https://github.com/Owner/Repo.git/) and C(https://github.com/owner/repo) give the
-    same URL. The collection compares and records repositories in this spelling only: the
-    launch request's checked C(repo), the image's list of pre-built repositories, a VM's
+    same URL. The collection compares and records repositories in this spelling only, in
+    the launch request's checked C(repo), the image's list of pre-built repositories, a VM's
     metadata and the launcher's image name.
   - The rules are those of C(canonical_url) in the module utility
     C(ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request), which the web

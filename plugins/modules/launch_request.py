@@ -132,8 +132,8 @@ user:
 repo:
   description:
     - The repository URL rebuilt from its checked parts in its canonical spelling (the
-      filter C(ssc.repo2docker.canonical_url)), C(scheme://host[:port][/prefix]/owner/name):
-      scheme and host in lower case, no C(.git) and no trailing C(/), owner and name in lower
+      filter C(ssc.repo2docker.canonical_url)), C(scheme://host[:port][/prefix]/owner/name),
+      with scheme and host in lower case, no C(.git) and no trailing C(/), owner and name in lower
       case on github.com, gitlab.com, codeberg.org and the hosts of I(case_insensitive_hosts).
     - Null when I(repo) was omitted.
   returned: success
