@@ -250,6 +250,13 @@ def _check_segments(url: str, segments: Sequence[str]) -> str:
     return "/" + "/".join([*namespaces, stem])
 
 
+def _names(entries: Iterable[str], setting: str) -> list[str]:
+    """The entries of the setting `setting` as a list; ValueError if it is not a list."""
+    if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, Iterable):
+        raise ValueError(f"{setting} must be a list of host[:port][/prefix] strings")
+    return list(entries)
+
+
 def _rule_for(netloc: str, path: str, entries: Iterable[AllowedHost]) -> AllowedHost | None:
     """The entry of `entries` that `netloc` and `path` fall under, the longest prefix first."""
     for entry in sorted(entries, key=lambda entry: -len(entry.prefix)):
@@ -299,12 +306,6 @@ def canonical_url(url: str, case_insensitive_hosts: Iterable[str] = ()) -> str:
     if rule is not None:
         path = rule.prefix + path[len(rule.prefix):].lower()
     return f"{scheme}://{netloc}{path}"
-
-
-def _names(entries: Iterable[str], setting: str) -> list[str]:
-    if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, Iterable):
-        raise ValueError(f"{setting} must be a list of host[:port][/prefix] strings")
-    return list(entries)
 
 
 def check_repo(url: str, allowed_hosts: Sequence[str],
