@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
     LaunchRequestError,
+    canonical_url,
     check,
 )
 from bottle import Bottle, HTTPError, abort, redirect, request, response, static_file, template
@@ -145,9 +146,21 @@ def validated(visitor: Visitor, config: Config, giturl: str, ref: str) -> dict:
     """The request checked with the shared rules and the site's hosts; 400 if refused."""
     try:
         return check(visitor.login, giturl, ref or None, config.allowed_hosts,
-                     config.allow_http_hosts)
+                     config.allow_http_hosts, config.case_insensitive_hosts,
+                     config.subgroup_hosts)
     except LaunchRequestError as error:
         abort(400, str(error))
+
+
+def serves_another(config: Config, vm: sqlite3.Row | None, repo: str) -> bool:
+    """Whether `vm` (the user's, from the database) serves another repository than `repo`
+    (a checked, canonical URL), whatever spelling the VM's metadata recorded it in."""
+    if vm is None or vm["state"] in ("", "deleted"):
+        return False
+    try:
+        return canonical_url(vm["repo"] or "", config.case_insensitive_hosts) != repo
+    except ValueError:
+        return True
 
 
 def secret_matches(config: Config, secret: str) -> bool:
@@ -262,10 +275,11 @@ def start_page(conn: sqlite3.Connection, visitor: Visitor, config: Config,
     if not giturl:
         abort(400, "No repository was given: add ?giturl=<the repository's https URL>.")
     wanted = validated(visitor, config, giturl, field(request.query, "ref"))
+    vm = db.vm_of(conn, visitor.github_id)
     return render("start", title="Start a VM", visitor=visitor, action=request.path,
                   repo=wanted["repo"], ref=wanted["ref"] or "",
-                  job=db.current_job(conn, visitor.github_id),
-                  vm=db.vm_of(conn, visitor.github_id))
+                  job=db.current_job(conn, visitor.github_id), vm=vm,
+                  serves_another=serves_another(config, vm, wanted["repo"]))
 
 
 def start(conn: sqlite3.Connection, visitor: Visitor, config: Config):

@@ -106,9 +106,13 @@ class Config:
     registration_secret: str = field(default="", repr=False)
     token_secret: str = field(default="", repr=False)  # SSC_TOKEN_SECRET, for the runs
     # --- from the inventory: roles/user_vm's user_vm_allowed_hosts and
-    # user_vm_allow_http_hosts, where repositories may come from (host[:port][/prefix])
+    # user_vm_allow_http_hosts, where repositories may come from (host[:port][/prefix]),
+    # user_vm_case_insensitive_hosts and user_vm_subgroup_hosts, how their URLs are spelled
+    # (launch_request.check_repo; the role's defaults/main.yml says what each does)
     allowed_hosts: tuple[str, ...] = ()
     allow_http_hosts: tuple[str, ...] = ()
+    case_insensitive_hosts: tuple[str, ...] = ()
+    subgroup_hosts: tuple[str, ...] = ()
     # --- not in the file: the playbook and the job runner's pace
     playbook: Path = Path("user_vm.yml")  # below playbook_dir (unless absolute)
     cull_playbook: Path = Path("cull.yml")  # the same, for cull_interval
@@ -368,21 +372,23 @@ def validate(config: Config) -> Config:
 
 
 def with_repository_hosts(config: Config) -> Config:
-    """`config` with ``allowed_hosts`` and ``allow_http_hosts`` as its inventory gives them
-    to the playbooks (:func:`web.inventory.repository_hosts`), checked: ConfigError when the
-    inventory cannot be read, an entry is not ``host[:port][/prefix]``, no host is allowed,
-    or ``default_repo`` is not on an allowed host."""
+    """`config` with ``allowed_hosts``, ``allow_http_hosts``, ``case_insensitive_hosts``
+    and ``subgroup_hosts`` as its inventory gives them to the playbooks
+    (:func:`web.inventory.repository_hosts`), checked: ConfigError when the inventory cannot
+    be read, an entry is not ``host[:port][/prefix]``, no host is allowed, or
+    ``default_repo`` is not on an allowed host."""
     try:
-        allowed, http = inventory.repository_hosts(config.inventory)
+        hosts = inventory.repository_hosts(config.inventory)
     except inventory.InventoryError as error:
         raise ConfigError(f"[jobs] inventory: {error}") from None
-    config = replace(config, allowed_hosts=allowed, allow_http_hosts=http)
+    config = replace(config, allowed_hosts=hosts.allowed, allow_http_hosts=hosts.allow_http,
+                     case_insensitive_hosts=hosts.case_insensitive,
+                     subgroup_hosts=hosts.subgroups)
     where = f"the inventory {config.inventory}"
-    if not allowed:
+    if not hosts.allowed:
         raise ConfigError(f"{where}: {inventory.ALLOWED_HOSTS} is empty: no repository "
                           "could be started")
-    for name, entries in ((inventory.ALLOWED_HOSTS, allowed),
-                          (inventory.ALLOW_HTTP_HOSTS, http)):
+    for name, entries in zip(inventory.SETTINGS, hosts, strict=True):
         for entry in entries:
             try:
                 launch_request.AllowedHost(entry)
@@ -390,7 +396,7 @@ def with_repository_hosts(config: Config) -> Config:
                 raise ConfigError(f"{where}: {name}: {error}") from None
     if config.default_repo:
         try:
-            launch_request.check_repo(config.default_repo, allowed, http)
+            launch_request.check_repo(config.default_repo, *hosts)
         except ValueError as error:
             raise ConfigError(f"[site] default_repo: {error}") from None
     return config

@@ -5,6 +5,8 @@ An operator writes where repositories may come from once, in the site's inventor
 
     user_vm_allowed_hosts: [github.com, gitlab.com, codeberg.org]   # host[:port][/prefix]
     user_vm_allow_http_hosts: []                                   # of those, plain http://
+    user_vm_case_insensitive_hosts: []     # more hosts where Owner/Name is owner/name
+    user_vm_subgroup_hosts: []             # more hosts with <group>/<subgroup>/.../<name>
 
 The web app checks a request with the same values before it queues a job, and the job
 runner again before it starts the playbook. They are read here with Ansible's own inventory
@@ -16,6 +18,7 @@ role's defaults (``roles/user_vm/defaults/main.yml``), as the role does.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 from web import REPO_ROOT
 
@@ -23,6 +26,18 @@ ROLE_DEFAULTS = REPO_ROOT / "roles" / "user_vm" / "defaults" / "main.yml"
 HOST = "localhost"  # the playbooks' hosts (playbooks/user_vm.yml)
 ALLOWED_HOSTS = "user_vm_allowed_hosts"
 ALLOW_HTTP_HOSTS = "user_vm_allow_http_hosts"
+CASE_INSENSITIVE_HOSTS = "user_vm_case_insensitive_hosts"
+SUBGROUP_HOSTS = "user_vm_subgroup_hosts"
+SETTINGS = (ALLOWED_HOSTS, ALLOW_HTTP_HOSTS, CASE_INSENSITIVE_HOSTS, SUBGROUP_HOSTS)
+
+
+class RepositoryHosts(NamedTuple):
+    """The role's repository settings, each a tuple of ``host[:port][/prefix]`` strings."""
+
+    allowed: tuple[str, ...]  # user_vm_allowed_hosts
+    allow_http: tuple[str, ...]  # user_vm_allow_http_hosts
+    case_insensitive: tuple[str, ...]  # user_vm_case_insensitive_hosts
+    subgroups: tuple[str, ...]  # user_vm_subgroup_hosts
 
 
 class InventoryError(Exception):
@@ -30,10 +45,12 @@ class InventoryError(Exception):
 
 
 def repository_hosts(inventory: str | Path, role_defaults: Path = ROLE_DEFAULTS
-                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``(user_vm_allowed_hosts, user_vm_allow_http_hosts)`` as the playbooks see them for
-    ``localhost`` with the inventory `inventory` (a file or a directory), each a tuple of
-    ``host[:port][/prefix]`` strings (entries not checked here). Raises InventoryError when
+                     ) -> RepositoryHosts:
+    """``user_vm_allowed_hosts``, ``user_vm_allow_http_hosts``,
+    ``user_vm_case_insensitive_hosts`` and ``user_vm_subgroup_hosts`` as the playbooks see
+    them for ``localhost`` with the inventory `inventory` (a file or a directory), each a
+    tuple of ``host[:port][/prefix]`` strings (entries not checked here). Raises
+    InventoryError when
     the inventory is missing or no inventory plugin can parse it, or a value is not a list
     of strings."""
     from ansible.errors import AnsibleError
@@ -67,7 +84,7 @@ def repository_hosts(inventory: str | Path, role_defaults: Path = ROLE_DEFAULTS
         values = {**defaults, **variables}
         templar = Templar(loader, variables=values)
         found = {name: templar.template(values.get(name))
-                 for name in (ALLOWED_HOSTS, ALLOW_HTTP_HOSTS)}
+                 for name in SETTINGS}
     except AnsibleError as error:
         raise InventoryError(f"{inventory}: {error.message}") from None
     for name, value in found.items():
@@ -75,5 +92,4 @@ def repository_hosts(inventory: str | Path, role_defaults: Path = ROLE_DEFAULTS
             raise InventoryError(f"{inventory}: {name} must be a list of host[:port][/prefix] "
                                  f"strings, not {value!r}")
     # str(): plain strings, not Ansible's tagged ones
-    return (tuple(str(item) for item in found[ALLOWED_HOSTS]),
-            tuple(str(item) for item in found[ALLOW_HTTP_HOSTS]))
+    return RepositoryHosts(*(tuple(str(item) for item in found[name]) for name in SETTINGS))

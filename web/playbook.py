@@ -131,7 +131,9 @@ def job_extravars(job: Job, config: Config) -> dict[str, str]:
         raise ValueError(f"unknown action {job.action!r}")
     request = launch_request.check(job.login, job.repo, job.ref or None,
                                    allowed_hosts=config.allowed_hosts,
-                                   allow_http_hosts=config.allow_http_hosts)
+                                   allow_http_hosts=config.allow_http_hosts,
+                                   case_insensitive_hosts=config.case_insensitive_hosts,
+                                   subgroup_hosts=config.subgroup_hosts)
     return {"user": request["user"], "repo": request["repo"], "ref": request["ref"] or "",
             "state": "present"}
 

@@ -28,6 +28,23 @@ MAX_REPO = 2000
 MAX_SEGMENT = 100  # owner or repository name in a URL (GitHub's limit for names)
 MAX_REF = 255
 SHOWN = 60  # at most this many characters of a refused value go back into a message
+# GitLab nests groups at most 20 levels deep ("Subgroups can be nested up to 20 levels",
+# GitLab Docs, "Subgroups"): a project path has at most 20 namespaces before its name.
+MAX_NAMESPACES = 20
+
+# Hosts that find a repository whatever the case of its owner and name, so that the lower-case
+# spelling is the same repository. GitHub: "The account owner of the repository. The name is
+# not case sensitive." and "The name of the repository without the .git extension. The name
+# is not case sensitive." (GitHub REST API, the owner and repo parameters of every repository
+# endpoint). GitLab: projects and groups are found by their full path case-insensitively
+# (Routable.find_by_full_path falls back to a case-insensitive match of the route). Codeberg
+# runs Forgejo, which looks owners and repositories up by their lower-case names
+# (lower_name). A site adds its own hosts with roles/user_vm's
+# user_vm_case_insensitive_hosts.
+CASE_INSENSITIVE_HOSTS = ("github.com", "gitlab.com", "codeberg.org")
+# Hosts whose projects may live in groups and subgroups, <group>/<subgroup>/.../<name>
+# (GitLab Docs, "Subgroups"). A site adds its own GitLab with user_vm_subgroup_hosts.
+SUBGROUP_HOSTS = ("gitlab.com",)
 
 # GitHub's login rules as GitHub applies them. New logins: letters, digits and single hyphens,
 # neither first nor last (GitHub's sign-up form). Accounts made before those rules may still
@@ -171,9 +188,131 @@ def _split_name(name: str) -> tuple[str, str]:
     return name, ""
 
 
+def _url_parts(url: object) -> tuple[str, str, str]:
+    """``(scheme, netloc, path)`` of the repository URL `url`: scheme and netloc in lower
+    case, the path as given without one trailing ``/`` (``""`` or ``/...``). Raises
+    LaunchRequestError for what no repository URL here may hold (see :func:`check_repo`)."""
+    _text("repo", url, MAX_REPO)
+
+    def refuse(reason: str):
+        raise LaunchRequestError("repo", url, reason)
+
+    if url.startswith("-"):  # type: ignore[union-attr]
+        refuse("it starts with '-'")
+    for char, why in (("@", "it contains '@' (credentials or a user name are not accepted "
+                            "in the URL)"),
+                      ("%", "it contains '%' (percent-encoding is not accepted)"),
+                      ("\\", "it contains a backslash")):
+        if char in url:  # type: ignore[operator]
+            refuse(why)
+    if "::" in url:  # type: ignore[operator]
+        refuse("git's transport::address form (such as ext::) is not accepted")
+    scheme_match = _SCHEME.match(url)  # type: ignore[arg-type]
+    if not scheme_match:
+        refuse("it is not an https:// URL (local paths and scp-like host:path are not accepted)")
+    scheme = scheme_match[1].lower()
+    if scheme not in ("https", "http"):
+        refuse(f"the scheme {scheme}:// is not accepted, only https://")
+    rest = url[scheme_match.end():]  # type: ignore[index]
+    if "?" in rest:
+        refuse("a query ('?') is not accepted")
+    if "#" in rest:
+        refuse("a fragment ('#') is not accepted")
+    netloc, slash, path = rest.partition("/")
+    path = slash + path
+    return scheme, netloc.lower(), path[:-1] if path.endswith("/") else path
+
+
+def _check_segments(url: str, segments: Sequence[str]) -> str:
+    """The path ``/a/.../name`` from `segments` (the last one without ``.git``), each checked:
+    ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 100 characters, no ``..``."""
+    def refuse(reason: str):
+        raise LaunchRequestError("repo", url, reason)
+
+    *namespaces, name = segments
+    stem, _suffix = _split_name(name)
+    owner_label = "owner" if len(namespaces) == 1 else "group"
+    for label, segment in [*((owner_label, part) for part in namespaces),
+                           ("repository name", stem)]:
+        if not segment:
+            refuse(f"the {label} is empty")
+        if len(segment) > MAX_SEGMENT:
+            refuse(f"the {label} is longer than {MAX_SEGMENT} characters")
+        if not _SEGMENT.fullmatch(segment):
+            refuse(f"the {label} must start with a letter or digit and have only letters, "
+                   "digits, '.', '_' and '-'")
+        if ".." in segment:
+            refuse(f"the {label} contains '..'")
+    if any(part.endswith(".git") for part in namespaces):
+        refuse(f"the {owner_label} ends in .git")
+    if stem.endswith(".git"):
+        refuse("the repository name ends in .git twice")
+    return "/" + "/".join([*namespaces, stem])
+
+
+def _names(entries: Iterable[str], setting: str) -> list[str]:
+    """The entries of the setting `setting` as a list; ValueError if it is not a list."""
+    if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, Iterable):
+        raise ValueError(f"{setting} must be a list of host[:port][/prefix] strings")
+    return list(entries)
+
+
+def _rule_for(netloc: str, path: str, entries: Iterable[AllowedHost]) -> AllowedHost | None:
+    """The entry of `entries` that `netloc` and `path` fall under, the longest prefix first."""
+    for entry in sorted(entries, key=lambda entry: -len(entry.prefix)):
+        if entry.netloc == netloc and path.startswith(entry.prefix + "/"):
+            return entry
+    return None
+
+
+def canonical_url(url: str, case_insensitive_hosts: Iterable[str] = ()) -> str:
+    """The one spelling of the repository URL `url`, so that two spellings of a repository
+    compare equal (in the image's list of pre-built repositories, a VM's metadata, the image
+    name the launcher derives, the web app's "your VM serves ..." check).
+
+    - scheme and host (and port) in lower case;
+    - no trailing ``/`` and no ``.git`` at the end (every git host here serves a repository
+      with or without it: GitHub, GitLab, Forgejo, and ``git http-backend``, which tries
+      ``<path>.git`` when ``<path>`` is no repository);
+    - the path after the host in lower case on hosts that find repositories whatever the
+      case: :data:`CASE_INSENSITIVE_HOSTS` (github.com, gitlab.com, codeberg.org) and the
+      entries of `case_insensitive_hosts` (``host[:port][/prefix]``, roles/user_vm's
+      ``user_vm_case_insensitive_hosts``; a prefix keeps its case, the path after it is
+      folded). Elsewhere the path keeps its case: paths are case-sensitive (RFC 3986).
+
+    `url` must already be a repository URL this module accepts, without regard to the site's
+    hosts: ``http(s)://host[:port]/a/.../name[.git]``, each path part
+    ``[A-Za-z0-9][A-Za-z0-9._-]*`` of at most 100 characters without ``..``; the same
+    characters are refused as by :func:`check_repo` (``@``, ``%``, backslashes, a query, a
+    fragment, ``::``, white space, control and non-ASCII characters), as is anything but
+    ``https://`` and ``http://``. Raises LaunchRequestError for those, ValueError for a bad
+    `case_insensitive_hosts` entry. Whether the host is allowed and the path has the right
+    number of parts is :func:`check_repo`'s to say. ``canonical_url(canonical_url(u)) ==
+    canonical_url(u)``.
+    """
+    rules = _allowed([*CASE_INSENSITIVE_HOSTS, *_names(case_insensitive_hosts,
+                                                        "case_insensitive_hosts")],
+                     "case_insensitive_hosts")
+    scheme, netloc, path = _url_parts(url)
+    if not netloc:
+        raise LaunchRequestError("repo", url, "it has no host")
+    if not _HOST_ENTRY.fullmatch(netloc) or ".." in netloc:
+        raise LaunchRequestError("repo", url, f"the host {shown(netloc)} is not a host name")
+    segments = path[1:].split("/") if path else []
+    if len(segments) < 2:
+        raise LaunchRequestError("repo", url, "the path must be /<owner>/<name>")
+    path = _check_segments(url, segments)
+    rule = _rule_for(netloc, path, rules)
+    if rule is not None:
+        path = rule.prefix + path[len(rule.prefix):].lower()
+    return f"{scheme}://{netloc}{path}"
+
+
 def check_repo(url: str, allowed_hosts: Sequence[str],
-               allow_http_hosts: Sequence[str] = ()) -> str:
-    """The repository URL `url`, checked and rebuilt from its parts.
+               allow_http_hosts: Sequence[str] = (),
+               case_insensitive_hosts: Sequence[str] = (),
+               subgroup_hosts: Sequence[str] = ()) -> str:
+    """The repository URL `url`, checked, in its canonical spelling (:func:`canonical_url`).
 
     Accepted: ``https://<host>[:port][/prefix]/<owner>/<name>[.git]`` where
     ``host[:port][/prefix]`` is an entry of `allowed_hosts` (the site's, as roles/user_vm's
@@ -184,6 +323,11 @@ def check_repo(url: str, allowed_hosts: Sequence[str],
     `allowed_hosts`). Owner and name are ``[A-Za-z0-9][A-Za-z0-9._-]*``, at most 100
     characters, without ``..``; the name may end in ``.git`` once.
 
+    On :data:`SUBGROUP_HOSTS` (gitlab.com) and the entries of `subgroup_hosts`
+    (``host[:port][/prefix]``, roles/user_vm's ``user_vm_subgroup_hosts``) a project may sit
+    in nested groups: ``/<group>/<subgroup>/.../<name>``, at most :data:`MAX_NAMESPACES`
+    groups (GitLab's limit). Other hosts take exactly ``/<owner>/<name>``.
+
     One trailing slash is dropped (``https://github.com/a/b/`` gives
     ``https://github.com/a/b``), as browsers' address bars write one; anything else is refused:
     credentials or any ``@``, ``%``-encoding, backslashes, a query, a fragment, white space,
@@ -191,79 +335,49 @@ def check_repo(url: str, allowed_hosts: Sequence[str],
     ``transport::address`` form (``ext::``), scp-like ``git@host:path``, a leading ``-``, more
     or fewer path segments, and URLs longer than 2000 characters.
 
-    Returns ``scheme://host[:port][/prefix]/owner/name[.git]``: the scheme and host in lower
-    case as the allowed entry writes them, owner and name as given. Never the raw input.
+    Returns ``scheme://host[:port][/prefix]/owner/name``, rebuilt from the checked parts and
+    then in the canonical spelling of :func:`canonical_url` with `case_insensitive_hosts`:
+    never the raw input. Raises LaunchRequestError for the user's mistakes, ValueError for
+    a bad setting.
     """
     hosts = _allowed(allowed_hosts, "allowed_hosts")
     if not hosts:
         raise ValueError("allowed_hosts is empty: no repository can be accepted")
     http_netlocs = {host.netloc for host in _allowed(allow_http_hosts, "allow_http_hosts")}
-
-    _text("repo", url, MAX_REPO)
+    nested = _allowed([*SUBGROUP_HOSTS, *_names(subgroup_hosts, "subgroup_hosts")],
+                      "subgroup_hosts")
 
     def refuse(reason: str):
         raise LaunchRequestError("repo", url, reason)
 
-    if url.startswith("-"):
-        refuse("it starts with '-'")
-    if "@" in url:
-        refuse("it contains '@' (credentials or a user name are not accepted in the URL)")
-    if "%" in url:
-        refuse("it contains '%' (percent-encoding is not accepted)")
-    if "\\" in url:
-        refuse("it contains a backslash")
-    if "::" in url:
-        refuse("git's transport::address form (such as ext::) is not accepted")
-    scheme_match = _SCHEME.match(url)
-    if not scheme_match:
-        refuse("it is not an https:// URL (local paths and scp-like host:path are not accepted)")
-    scheme = scheme_match[1].lower()
-    if scheme not in ("https", "http"):
-        refuse(f"the scheme {scheme}:// is not accepted, only https://")
-    rest = url[scheme_match.end():]
-    if "?" in rest:
-        refuse("a query ('?') is not accepted")
-    if "#" in rest:
-        refuse("a fragment ('#') is not accepted")
-
-    netloc, slash, path = rest.partition("/")
-    netloc = netloc.lower()
+    scheme, netloc, path = _url_parts(url)
     candidates = [host for host in hosts if host.netloc == netloc]
     if not candidates:
         refuse(f"the host {shown(netloc)} is not one of the allowed hosts "
                f"({', '.join(str(host) for host in hosts)})")
     if scheme == "http" and netloc not in http_netlocs:
         refuse(f"http:// is not accepted for {netloc}, only https://")
-    path = slash + path
-    if path.endswith("/"):
-        path = path[:-1]
+
+    def shapes(host: AllowedHost) -> range:
+        """How many path parts the host takes after its prefix."""
+        if _rule_for(netloc, host.prefix + "/x", nested) is not None:
+            return range(2, MAX_NAMESPACES + 2)
+        return range(2, 3)
 
     for host in candidates:
         if not path.startswith(host.prefix + "/"):
             continue
         segments = path[len(host.prefix) + 1:].split("/")
-        if len(segments) == 2:
+        if len(segments) in shapes(host):
             break
     else:
-        wanted = " or ".join(f"{host.prefix}/<owner>/<name>" for host in candidates)
+        wanted = " or ".join(
+            f"{host.prefix}/<group>[/<subgroup>...]/<name>" if len(shapes(host)) > 1
+            else f"{host.prefix}/<owner>/<name>" for host in candidates)
         refuse(f"the path must be {wanted} (optionally ending in .git)")
 
-    owner, name = segments
-    stem, suffix = _split_name(name)
-    for label, segment in (("owner", owner), ("repository name", stem)):
-        if not segment:
-            refuse(f"the {label} is empty")
-        if len(segment) > MAX_SEGMENT:
-            refuse(f"the {label} is longer than {MAX_SEGMENT} characters")
-        if not _SEGMENT.fullmatch(segment):
-            refuse(f"the {label} must start with a letter or digit and have only letters, "
-                   "digits, '.', '_' and '-'")
-        if ".." in segment:
-            refuse(f"the {label} contains '..'")
-    if stem.endswith(".git"):
-        refuse("the repository name ends in .git twice")
-
-    return f"{scheme}://{host.netloc}{host.prefix}/{owner}/{stem}{suffix}"
+    rebuilt = f"{scheme}://{host.netloc}{host.prefix}{_check_segments(url, segments)}"
+    return canonical_url(rebuilt, case_insensitive_hosts)
 
 
 # --- ref ---------------------------------------------------------------------------------
@@ -324,14 +438,16 @@ def check_ref(ref: str | None) -> str | None:
 
 
 def check(user: str, repo: str, ref: str | None, allowed_hosts: Sequence[str],
-          allow_http_hosts: Sequence[str] = ()) -> dict:
+          allow_http_hosts: Sequence[str] = (), case_insensitive_hosts: Sequence[str] = (),
+          subgroup_hosts: Sequence[str] = ()) -> dict:
     """A whole launch request, checked in the order user, repo, ref; the first problem raises
-    LaunchRequestError. Returns ``{"user", "repo" (rebuilt), "ref" (None for the default
-    branch), "vm_name"}``."""
+    LaunchRequestError. Returns ``{"user", "repo" (rebuilt, canonical: :func:`check_repo`),
+    "ref" (None for the default branch), "vm_name"}``."""
     login = check_user(user)
     return {
         "user": login,
-        "repo": check_repo(repo, allowed_hosts, allow_http_hosts),
+        "repo": check_repo(repo, allowed_hosts, allow_http_hosts, case_insensitive_hosts,
+                           subgroup_hosts),
         "ref": check_ref(ref),
         "vm_name": vm_name(login),
     }

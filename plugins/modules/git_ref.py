@@ -33,12 +33,18 @@ options:
         C(HEAD) points at).
       - A full commit id (40 hexadecimal digits, or 64 for SHA-256 repositories) is returned as
         it is, in lower case. It is not checked against the repository, which would need a
-        fetch. Abbreviated commit ids are not supported.
+        fetch.
+      - Abbreviated commit ids are not supported (a git server is asked for refs, and cannot
+        be asked for a commit by a prefix of its id). A name of 7 to 39 hexadecimal digits that
+        is no branch or tag fails with a message asking for the full 40-character commit id.
       - A full ref name (starting with C(refs/)) is looked up as it is.
       - Any other name is looked up as C(refs/heads/<ref>), then C(refs/tags/<ref>), then
         C(refs/<ref>) (so C(pull/1/head) works on GitHub). When a branch and a tag share the
         name, the branch wins, as with C(git checkout), C(git clone --branch) and BinderHub;
         a warning says so, and C(refs/tags/<ref>) selects the tag.
+      - When nothing has that name the task fails with a message for the person who asked,
+        naming the repository's default branch, for example C(no branch, tag or commit named
+        'mian' in https://github.com/a/b; its default branch is 'main').
       - An annotated tag resolves to the commit it points at, not to the tag object.
       - Must be a valid ref name by the rules of C(git check-ref-format --allow-onelevel)
         (no C(..), C(~), C(^), C(:), C(?), C(*), C([), C(\), space or control characters, no
@@ -52,9 +58,9 @@ options:
     type: str
     default: git
 notes:
-  - The remote is asked only for the candidate refs (C(git ls-remote --symref -- <repo>
-    <patterns>)), so repositories with very many refs (for example GitHub's C(refs/pull/*))
-    answer quickly.
+  - The remote is asked only for the candidate refs and C(HEAD) (C(git ls-remote --symref --
+    <repo> <patterns>)), so repositories with very many refs (for example GitHub's
+    C(refs/pull/*)) answer quickly, and a missing ref's message can name the default branch.
   - Git never prompts for credentials (C(GIT_TERMINAL_PROMPT=0)); configured credential
     helpers are used as usual.
   - There is no timeout option; use the task keyword C(timeout) to bound a slow remote.
@@ -133,6 +139,9 @@ ARGUMENT_SPEC = dict(
 )
 ALLOWED_SCHEMES = ("https", "http", "git")
 COMMIT = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
+# What looks like an abbreviated commit id: git abbreviates to 7 hex digits at least
+# (core.abbrev's default), shorter than a full SHA-1 or SHA-256 id.
+SHORT_COMMIT = re.compile(r"[0-9a-fA-F]{7,39}|[0-9a-fA-F]{41,63}")
 PEELED = "^{}"
 STDERR_LINES = 5
 
@@ -183,13 +192,13 @@ def candidates(ref):
 
 def ls_remote_patterns(ref):
     """The patterns for `git ls-remote`: the candidates and their peeled forms (without the
-    peeled form in the patterns, git filters an annotated tag's commit out)."""
+    peeled form in the patterns, git filters an annotated tag's commit out), then HEAD, whose
+    target names the default branch in a message when no candidate exists."""
     patterns = []
     for name in candidates(ref):
-        patterns.append(name)
         if name != "HEAD":
-            patterns.append(name + PEELED)
-    return patterns
+            patterns += [name, name + PEELED]
+    return [*patterns, "HEAD"]
 
 
 def parse_ls_remote(output):
@@ -206,12 +215,34 @@ def parse_ls_remote(output):
     return refs, symrefs
 
 
-def pick_commit(ls_remote_output, ref):
-    """Resolve `ref` against `git ls-remote --symref` output.
+def default_branch(symrefs):
+    """The short name of the branch HEAD points at, or None (a detached HEAD, an old server)."""
+    target = symrefs.get("HEAD")
+    if target and target.startswith("refs/heads/"):
+        return target[len("refs/heads/"):]
+    return None
+
+
+def not_found_message(ref, repo, branch):
+    """Why `ref` resolves to nothing in `repo`, for the person who asked for it: what to give
+    instead (the full commit id, or the default branch `branch` when known). Never the list
+    of ref names that were tried."""
+    if SHORT_COMMIT.fullmatch(ref):
+        return (f"{ref!r} looks like a short commit id, and no branch or tag in {repo} has that "
+                "name: give the full 40-character commit id (a git server cannot be asked for "
+                "a commit by an abbreviated id)")
+    what = "ref" if ref.startswith("refs/") else "branch, tag or commit"
+    message = f"no {what} named {ref!r} in {repo}"
+    return message + (f"; its default branch is {branch!r}" if branch else "")
+
+
+def pick_commit(ls_remote_output, ref, repo="the repository"):
+    """Resolve `ref` against `git ls-remote --symref` output for the repository `repo`.
 
     Returns a dict with `commit`, `ref` (the full name that matched), `default_branch` (only
-    when resolving HEAD) and `warnings` (a list). Raises LookupError when nothing matches.
-    A full commit id is returned as it is, whatever the output says.
+    when resolving HEAD) and `warnings` (a list). Raises LookupError when nothing matches,
+    its message for the person who asked (:func:`not_found_message`). A full commit id is
+    returned as it is, whatever the output says.
     """
     ref = ref or ""
     if COMMIT.fullmatch(ref):
@@ -220,15 +251,12 @@ def pick_commit(ls_remote_output, ref):
     names = candidates(ref)
     if names == ["HEAD"]:
         if "HEAD" not in refs:
-            raise LookupError("the repository has no HEAD (is it empty?)")
-        target = symrefs.get("HEAD")
-        branch = target[len("refs/heads/"):] if target and target.startswith(
-            "refs/heads/") else None
-        return {"commit": refs["HEAD"], "ref": target or "HEAD", "default_branch": branch,
-                "warnings": []}
+            raise LookupError(f"the repository {repo} is empty: it has no default branch")
+        return {"commit": refs["HEAD"], "ref": symrefs.get("HEAD") or "HEAD",
+                "default_branch": default_branch(symrefs), "warnings": []}
     found = [name for name in names if name in refs]
     if not found:
-        raise LookupError(f"no ref named {' or '.join(names)}")
+        raise LookupError(not_found_message(ref, repo, default_branch(symrefs)))
     name = found[0]
     warnings = []
     if name.startswith("refs/heads/") and f"refs/tags/{ref}" in found:
@@ -268,9 +296,9 @@ def main():
             module.fail_json(msg=f"git ls-remote {repo} failed (exit {rc}): {first_lines(err)}",
                              rc=rc, stderr=err)
         try:
-            result = pick_commit(out, ref)
+            result = pick_commit(out, ref, repo)
         except LookupError as error:
-            module.fail_json(msg=f"ref {ref or 'HEAD'!r} not found in {repo}: {error}")
+            module.fail_json(msg=str(error))
 
     for warning in result.pop("warnings"):
         module.warn(warning)

@@ -11,7 +11,8 @@ author: ssc-repo2docker developers
 description:
   - Checks the three values a user gives to launch a VM, the GitHub login I(user), the
     repository URL I(repo) and the git ref I(ref), and returns them checked, with the repository
-    URL rebuilt from its checked parts and the name of the user's VM.
+    URL rebuilt from its checked parts in its one canonical spelling (so that every spelling
+    of a repository is one image and one VM) and the name of the user's VM.
   - The rules live in one place, the module utility
     C(ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request), which the web
     app imports too; this module only hands it the options.
@@ -35,6 +36,8 @@ options:
         entry names it.
       - I(owner) and I(name) start with an ASCII letter or digit and have only letters, digits,
         C(.), C(_) and C(-), at most 100 characters, no C(..); I(name) may end in C(.git) once.
+      - On gitlab.com and the hosts of I(subgroup_hosts), a project may sit in groups and
+        subgroups, C(<group>/<subgroup>/.../<name>), at most 20 groups deep (GitLab's limit).
       - One trailing C(/) is dropped. Refused are credentials or any C(@), C(%)-encoding,
         backslashes, a query, a fragment, white space, control or non-ASCII characters, other
         schemes (C(file://), C(git://), C(ssh://)), git's C(transport::address) form (C(ext::)),
@@ -65,6 +68,23 @@ options:
     description:
       - The C(host[:port]) of I(allowed_hosts) entries for which C(http://) is accepted as well
         as C(https://), for example a local test git host. A C(/prefix) written here is ignored.
+    type: list
+    elements: str
+    default: []
+  case_insensitive_hosts:
+    description:
+      - More C(host[:port][/prefix]) entries that find repositories whatever the case of owner
+        and name, as github.com, gitlab.com and codeberg.org do (always included); the
+        returned I(repo) has the path after the host (after the prefix) in lower case there.
+      - The role C(ssc.repo2docker.user_vm) passes C(user_vm_case_insensitive_hosts).
+    type: list
+    elements: str
+    default: []
+  subgroup_hosts:
+    description:
+      - More C(host[:port][/prefix]) entries whose projects may sit in nested groups, as on
+        gitlab.com (always included), for example a site's own GitLab.
+      - The role C(ssc.repo2docker.user_vm) passes C(user_vm_subgroup_hosts).
     type: list
     elements: str
     default: []
@@ -111,9 +131,10 @@ user:
   sample: OctoCat
 repo:
   description:
-    - The repository URL rebuilt from its checked parts,
-      C(scheme://host[:port][/prefix]/owner/name[.git]), with the scheme and host in lower case
-      and without a trailing C(/).
+    - The repository URL rebuilt from its checked parts in its canonical spelling (the
+      filter C(ssc.repo2docker.canonical_url)), C(scheme://host[:port][/prefix]/owner/name),
+      with scheme and host in lower case, no C(.git) and no trailing C(/), owner and name in lower
+      case on github.com, gitlab.com, codeberg.org and the hosts of I(case_insensitive_hosts).
     - Null when I(repo) was omitted.
   returned: success
   type: str
@@ -147,6 +168,8 @@ def main():
             ref=dict(type="str", default=""),
             allowed_hosts=dict(type="list", elements="str"),
             allow_http_hosts=dict(type="list", elements="str", default=[]),
+            case_insensitive_hosts=dict(type="list", elements="str", default=[]),
+            subgroup_hosts=dict(type="list", elements="str", default=[]),
         ),
         required_by={"repo": "allowed_hosts"},
         supports_check_mode=True,
@@ -159,8 +182,10 @@ def main():
         else:
             checked = check(params["user"], params["repo"], params["ref"],
                             allowed_hosts=params["allowed_hosts"],
-                            allow_http_hosts=params["allow_http_hosts"])
-    except ValueError as error:  # LaunchRequestError, or a bad allowed_hosts entry
+                            allow_http_hosts=params["allow_http_hosts"],
+                            case_insensitive_hosts=params["case_insensitive_hosts"],
+                            subgroup_hosts=params["subgroup_hosts"])
+    except ValueError as error:  # LaunchRequestError, or a bad host entry
         module.fail_json(msg=str(error))
     module.exit_json(changed=False, **checked)
 

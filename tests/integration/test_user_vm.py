@@ -99,6 +99,38 @@ def test_launch_of_a_prebuilt_repository_is_a_cache_hit(cloud, prebuilt_image, t
     assert code == 0 and changed(report) == 0
 
 
+def test_every_spelling_of_the_sample_is_the_prebuilt_image_and_one_vm(cloud, prebuilt_image):
+    """The image pre-built ``.../sample-notebook.git``; ``.../sample-notebook``, its trailing-
+    slash form and (on a host the site names case-insensitive) an upper-case owner are the
+    same repository: a cache hit, then the same VM."""
+    _, image = prebuilt_image
+    bare = SAMPLE.removesuffix(".git")
+    assert image.properties["ssc_r2d_prebuilt_0"].startswith(bare + "@")
+    conn = cloud.connect()
+    try:
+        result = launch(cloud, "Hopper", bare)
+        assert result["cache_hit"] is True
+        assert result["name"] == "ssc-r2d-hopper"
+
+        code, report, _ = vm(cloud, "-e", "user=hopper", "-e", f"repo={bare}/")
+        assert code == 0 and changed(report) == 0, failure(report)
+        assert stats(report)["ssc_vm"]["url"] == result["url"]
+        assert stats(report)["ssc_vm"]["cache_hit"] is True
+
+        code, report, _ = vm(cloud, "-e", "user=hopper", "-e",
+                             "repo=http://10.89.0.1:8770/git/SSC/Sample-Notebook.git", "-e",
+                             json.dumps({"user_vm_case_insensitive_hosts": ["10.89.0.1:8770/git"]}))
+        assert code == 0 and changed(report) == 0, failure(report)
+        assert stats(report)["ssc_vm"]["url"] == result["url"]
+
+        servers = [s for s in conn.compute.servers() if s.name == "ssc-r2d-hopper"]
+        assert len(servers) == 1
+        assert servers[0].metadata["ssc_r2d_repo"] == bare
+    finally:
+        vm(cloud, "-e", "user=hopper", "-e", "state=absent")
+    assert left_of(cloud, "hopper") == []
+
+
 def test_a_repository_not_prebuilt_is_built_in_the_vm(cloud, prebuilt_image, tmp_path):
     source = tmp_path / "repo"
     source.mkdir()

@@ -129,7 +129,7 @@ def test_a_detached_head_has_no_default_branch():
 
 
 def test_an_empty_repository_has_no_head():
-    with pytest.raises(LookupError, match="no HEAD"):
+    with pytest.raises(LookupError, match="is empty: it has no default branch"):
         git_ref.pick_commit("", "")
 
 
@@ -146,14 +146,46 @@ def test_a_full_commit_is_returned_as_it_is():
     assert git_ref.pick_commit("", sha256)["commit"] == sha256
 
 
-def test_a_missing_ref_names_what_was_looked_for():
-    with pytest.raises(LookupError, match="refs/heads/nope or refs/tags/nope or refs/nope"):
-        git_ref.pick_commit(LS_REMOTE, "nope")
+def test_a_missing_ref_names_the_default_branch_not_the_candidates():
+    with pytest.raises(LookupError) as caught:
+        git_ref.pick_commit(LS_REMOTE, "nope", "https://github.com/a/b")
+    assert str(caught.value) == ("no branch, tag or commit named 'nope' in "
+                                 "https://github.com/a/b; its default branch is 'main'")
 
 
-def test_an_abbreviated_commit_is_looked_up_as_a_name():
-    with pytest.raises(LookupError):
-        git_ref.pick_commit(LS_REMOTE, SHA_A[:12])
+def test_a_missing_full_ref_name_is_a_missing_ref():
+    with pytest.raises(LookupError) as caught:
+        git_ref.pick_commit(LS_REMOTE, "refs/pull/9/head", "https://github.com/a/b")
+    assert str(caught.value) == ("no ref named 'refs/pull/9/head' in https://github.com/a/b; "
+                                 "its default branch is 'main'")
+
+
+def test_without_a_known_default_branch_the_message_says_less():
+    output = f"{SHA_A}\tHEAD\n{SHA_B}\trefs/heads/main\n"  # a detached HEAD
+    with pytest.raises(LookupError) as caught:
+        git_ref.pick_commit(output, "nope", "https://github.com/a/b")
+    assert str(caught.value) == "no branch, tag or commit named 'nope' in https://github.com/a/b"
+
+
+@pytest.mark.parametrize("short", [SHA_A[:7], SHA_A[:12], "ABCDEF0", "0" * 39, "e" * 63])
+def test_an_abbreviated_commit_asks_for_the_full_id(short):
+    with pytest.raises(LookupError) as caught:
+        git_ref.pick_commit(LS_REMOTE, short, "https://github.com/a/b")
+    message = str(caught.value)
+    assert f"{short!r} looks like a short commit id" in message
+    assert "give the full 40-character commit id" in message
+    assert "refs/" not in message
+
+
+@pytest.mark.parametrize("name", ["abcdef", "cafe", "deadbeefx", "123456", "a" * 40 + "x"])
+def test_names_that_are_no_abbreviated_commit(name):
+    with pytest.raises(LookupError, match="no branch, tag or commit named"):
+        git_ref.pick_commit(LS_REMOTE, name)
+
+
+def test_a_hexadecimal_branch_name_still_resolves():
+    output = LS_REMOTE + f"{SHA_C}\trefs/heads/deadbeef\n"
+    assert git_ref.pick_commit(output, "deadbeef")["commit"] == SHA_C
 
 
 def test_lines_that_are_not_refs_are_ignored():
@@ -163,10 +195,11 @@ def test_lines_that_are_not_refs_are_ignored():
 
 def test_patterns_ask_for_the_candidates_and_their_peeled_forms():
     assert git_ref.ls_remote_patterns("") == ["HEAD"]
-    assert git_ref.ls_remote_patterns("refs/tags/v1") == ["refs/tags/v1", "refs/tags/v1^{}"]
+    assert git_ref.ls_remote_patterns("refs/tags/v1") == [
+        "refs/tags/v1", "refs/tags/v1^{}", "HEAD"]
     assert git_ref.ls_remote_patterns("v1") == [
         "refs/heads/v1", "refs/heads/v1^{}", "refs/tags/v1", "refs/tags/v1^{}", "refs/v1",
-        "refs/v1^{}"]
+        "refs/v1^{}", "HEAD"]
 
 
 def test_documented_options_are_the_argument_spec():
@@ -225,11 +258,19 @@ def served(tmp_path_factory, git_env):
     (work / "README.md").write_text("second\n")
     git(git_env, "commit", "--quiet", "-am", "Second", cwd=work)
     git(git_env, "branch", "both", cwd=work)
+    # a commit only a pull-request ref points at, as on GitHub
+    git(git_env, "checkout", "--quiet", "-b", "proposal", cwd=work)
+    (work / "README.md").write_text("proposed\n")
+    git(git_env, "commit", "--quiet", "-am", "Proposed", cwd=work)
+    git(git_env, "update-ref", "refs/pull/1/head", "HEAD", cwd=work)
+    git(git_env, "checkout", "--quiet", "main", cwd=work)
+    git(git_env, "branch", "--quiet", "-D", "proposal", cwd=work)
     commits = {name: git(git_env, "rev-parse", f"{ref}^{{commit}}", cwd=work) for name, ref in (
         ("main", "refs/heads/main"), ("feature", "refs/heads/feature"),
         ("v1", "refs/tags/v1"), ("light", "refs/tags/light"), ("both", "refs/heads/both"),
-        ("tag both", "refs/tags/both"))}
+        ("tag both", "refs/tags/both"), ("pull", "refs/pull/1/head"))}
     git(git_env, "clone", "--quiet", "--bare", work, base / "repos" / "demo.git")
+    git(git_env, "push", "--quiet", base / "repos" / "demo.git", "refs/pull/1/head", cwd=work)
 
     port = free_port()
     exec_path = git(git_env, "--exec-path")
@@ -306,11 +347,30 @@ def test_module_runs_the_same_in_check_mode(served, tmp_path, git_env):
     assert (result["commit"], result["changed"]) == (commits["v1"], False)
 
 
-def test_module_fails_on_a_missing_ref(served, tmp_path, git_env):
+def test_module_fails_on_a_missing_ref_naming_the_default_branch(served, tmp_path, git_env):
     url, _ = served
     result = run_module(tmp_path, git_env, repo=url, ref="no-such-branch")
     assert result["failed"]
-    assert "'no-such-branch' not found in " + url in result["msg"]
+    assert result["msg"] == (f"no branch, tag or commit named 'no-such-branch' in {url}; "
+                             "its default branch is 'main'")
+
+
+def test_module_asks_for_a_full_commit_id(served, tmp_path, git_env):
+    url, commits = served
+    result = run_module(tmp_path, git_env, repo=url, ref=commits["feature"][:10])
+    assert result["failed"]
+    assert result["msg"] == (
+        f"'{commits['feature'][:10]}' looks like a short commit id, and no branch or tag in "
+        f"{url} has that name: give the full 40-character commit id (a git server cannot be "
+        "asked for a commit by an abbreviated id)")
+
+
+@pytest.mark.parametrize("ref", ["pull/1/head", "refs/pull/1/head"])
+def test_module_resolves_a_pull_request_ref(served, tmp_path, git_env, ref):
+    url, commits = served
+    result = run_module(tmp_path, git_env, repo=url, ref=ref)
+    assert not result.get("failed"), result
+    assert (result["commit"], result["ref"]) == (commits["pull"], "refs/pull/1/head")
 
 
 @pytest.mark.parametrize("ref", ["-x", "a..b", "a b", "a~1", "@{x}", "main.lock", "a\nb"])

@@ -4,6 +4,7 @@ The module utility is imported the way the web app imports it, as part of the co
 `ssc.repo2docker` found in var/collections; the module runs through a real ansible-playbook.
 """
 
+import importlib.util
 import json
 import os
 import random
@@ -32,7 +33,9 @@ _link_collection()
 sys.path.insert(0, str(COLLECTIONS))
 
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (  # noqa: E402
+    CASE_INSENSITIVE_HOSTS,
     LaunchRequestError,
+    canonical_url,
     check,
     check_ref,
     check_repo,
@@ -98,11 +101,11 @@ def test_vm_name_refuses_an_invalid_login():
     ("https://github.com/binder-examples/requirements",
      "https://github.com/binder-examples/requirements"),
     ("https://github.com/binder-examples/requirements.git",
-     "https://github.com/binder-examples/requirements.git"),
-    ("HTTPS://GitHub.COM/Owner/Repo", "https://github.com/Owner/Repo"),
+     "https://github.com/binder-examples/requirements"),
+    ("HTTPS://GitHub.COM/Owner/Repo", "https://github.com/owner/repo"),
     ("https://github.com/a/b/", "https://github.com/a/b"),
-    ("https://github.com/a/b.git/", "https://github.com/a/b.git"),
-    ("https://gitlab.com/a.b/c_d-e.git", "https://gitlab.com/a.b/c_d-e.git"),
+    ("https://github.com/a/b.git/", "https://github.com/a/b"),
+    ("https://gitlab.com/a.b/c_d-e.git", "https://gitlab.com/a.b/c_d-e"),
     ("https://codeberg.org/x/y", "https://codeberg.org/x/y"),
     ("https://github.com/0/repo.", "https://github.com/0/repo."),
     ("https://github.com/a/" + "b" * 100, "https://github.com/a/" + "b" * 100),
@@ -113,7 +116,9 @@ def test_repo_accepted_and_rebuilt(url, rebuilt):
 
 @pytest.mark.parametrize(("url", "rebuilt"), [
     ("http://10.89.0.1:8770/git/ssc/sample-notebook.git",
-     "http://10.89.0.1:8770/git/ssc/sample-notebook.git"),
+     "http://10.89.0.1:8770/git/ssc/sample-notebook"),
+    ("http://10.89.0.1:8770/git/SSC/Sample-Notebook.git",
+     "http://10.89.0.1:8770/git/SSC/Sample-Notebook"),
     ("https://10.89.0.1:8770/git/ssc/sample-notebook", "https://10.89.0.1:8770/git/ssc/sample-notebook"),
     ("HTTP://10.89.0.1:8770/git/ssc/x/", "http://10.89.0.1:8770/git/ssc/x"),
     ("https://github.com/a/b", "https://github.com/a/b"),
@@ -131,13 +136,153 @@ def test_one_host_with_two_prefixes():
     hosts = ["git.example.org/one", "git.example.org/two/deep"]
     assert check_repo("https://git.example.org/one/a/b", hosts) == "https://git.example.org/one/a/b"
     assert (check_repo("https://GIT.example.org/two/deep/a/b.git", hosts)
-            == "https://git.example.org/two/deep/a/b.git")
+            == "https://git.example.org/two/deep/a/b")
     error = refused("repo", "https://git.example.org/three/a/b", allowed_hosts=hosts)
     assert "/one/<owner>/<name> or /two/deep/<owner>/<name>" in error.reason
 
 
 def test_host_entry_case_and_trailing_slash():
     assert check_repo("https://github.com/a/b", ["GitHub.com/"]) == "https://github.com/a/b"
+
+
+# --- one spelling per repository ------------------------------------------------------------
+
+SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook"
+
+
+@pytest.mark.parametrize("host", ["github.com", "gitlab.com", "codeberg.org"])
+@pytest.mark.parametrize("spelling", [
+    "https://{host}/Binder-Examples/Requirements",
+    "https://{host}/binder-examples/requirements.git",
+    "https://{host}/BINDER-EXAMPLES/REQUIREMENTS.git/",
+    "HTTPS://{HOST}/binder-examples/requirements/",
+])
+def test_every_spelling_on_a_case_insensitive_host_is_one_url(host, spelling):
+    url = spelling.format(host=host, HOST=host.upper())
+    expected = f"https://{host}/binder-examples/requirements"
+    assert canonical_url(url) == expected
+    assert check_repo(url, ROLE_HOSTS) == expected
+    assert canonical_url(expected) == expected  # a canonical URL stays as it is
+
+
+def test_the_built_in_case_insensitive_hosts_are_the_role_defaults_allowed_hosts():
+    assert set(CASE_INSENSITIVE_HOSTS) == set(ROLE_HOSTS)
+
+
+@pytest.mark.parametrize("spelling", [SAMPLE, SAMPLE + ".git", SAMPLE + "/", SAMPLE + ".git/",
+                                      "HTTP://10.89.0.1:8770/git/ssc/sample-notebook"])
+def test_other_hosts_drop_git_and_the_slash_but_keep_the_case(spelling):
+    assert canonical_url(spelling) == SAMPLE
+    assert canonical_url("http://10.89.0.1:8770/git/SSC/Sample-Notebook.git") == (
+        "http://10.89.0.1:8770/git/SSC/Sample-Notebook")
+
+
+def test_a_site_may_name_more_case_insensitive_hosts():
+    hosts = ["10.89.0.1:8770/git"]
+    assert canonical_url("http://10.89.0.1:8770/git/SSC/Sample-Notebook.git", hosts) == SAMPLE
+    # the prefix keeps its case: it must match as written
+    assert canonical_url("http://10.89.0.1:8770/GIT/SSC/x", hosts) == (
+        "http://10.89.0.1:8770/GIT/SSC/x")
+    assert canonical_url("https://Git.Example.ORG/A/B", ["git.example.org"]) == (
+        "https://git.example.org/a/b")
+    assert check_repo("http://10.89.0.1:8770/git/SSC/Sample-Notebook/", LOCAL_HOSTS,
+                      LOCAL_HTTP, case_insensitive_hosts=hosts) == SAMPLE
+
+
+def test_no_other_host_is_case_insensitive():
+    assert canonical_url("https://github.com.evil.org/A/B") == "https://github.com.evil.org/A/B"
+    assert canonical_url("https://github.com:8443/A/B") == "https://github.com:8443/A/B"
+
+
+@pytest.mark.parametrize("url", [
+    "https://gitlab.com/Group/Sub/Project",
+    "https://gitlab.com/group/sub/project.git",
+    "https://GITLAB.com/group/SUB/project/",
+])
+def test_gitlab_subgroups_are_accepted(url):
+    assert check_repo(url, ROLE_HOSTS) == "https://gitlab.com/group/sub/project"
+
+
+def test_gitlab_allows_twenty_groups():
+    deep = "https://gitlab.com/" + "g/" * 20 + "p"
+    assert check_repo(deep, ROLE_HOSTS) == deep
+    refused("repo", "https://gitlab.com/" + "g/" * 21 + "p",
+            "the path must be /<group>[/<subgroup>...]/<name>")
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("https://github.com/a/b/c", "the path must be /<owner>/<name>"),
+    ("https://codeberg.org/a/b/c", "the path must be /<owner>/<name>"),
+    ("https://gitlab.com/a", "the path must be /<group>[/<subgroup>...]/<name>"),
+    ("https://gitlab.com/a/-/tree/main", "must start with a letter or digit"),
+    ("https://gitlab.com/a/b/../c", "must start with a letter or digit"),
+    ("https://gitlab.com/a//b", "the group is empty"),
+    ("https://gitlab.com/a/b@c/d", "'@'"),
+    ("https://gitlab.com/a/b%2Fc/d", "'%'"),
+    ("https://gitlab.com/a/b.git/c", "the group ends in .git"),
+    ("https://github.com/a.git/c", "the owner ends in .git"),
+])
+def test_subgroups_only_where_the_host_has_them(url, why):
+    refused("repo", url, why)
+
+
+def test_a_site_may_name_more_subgroup_hosts():
+    hosts = [*ROLE_HOSTS, "git.example.org", "10.89.0.1:8770/git"]
+    assert check_repo("https://git.example.org/a/b/c.git", hosts,
+                      subgroup_hosts=["git.example.org"]) == "https://git.example.org/a/b/c"
+    assert check_repo("http://10.89.0.1:8770/git/a/b/c", hosts, LOCAL_HTTP,
+                      subgroup_hosts=["10.89.0.1:8770/git"]) == "http://10.89.0.1:8770/git/a/b/c"
+    refused("repo", "https://git.example.org/a/b/c", "the path must be /<owner>/<name>",
+            allowed_hosts=hosts)
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("https://user:pass@github.com/a/b", "'@'"),
+    ("git@github.com:a/b.git", "'@'"),
+    ("file:///etc/passwd", "scheme file://"),
+    ("ext::sh -c x", "space"),
+    ("ext::sh", "transport::address"),
+    ("git://github.com/a/b", "scheme git://"),
+    ("https://github.com/a/b?x=1", "query"),
+    ("https://github.com/a/b#x", "fragment"),
+    ("https://github.com/a/b%2F..", "'%'"),
+    ("https://github.com/a\\b/c", "backslash"),
+    ("https://github.com/../b", "must start with a letter or digit"),
+    ("https://github.com/a/b..c", "'..'"),
+    ("https://github.com/a/b.git.git", "ends in .git twice"),
+    ("https://github.com/a/$(id)", "must start with a letter or digit"),
+    ("https://github.com/a", "the path must be"),
+    ("https:///a/b", "it has no host"),
+    ("https://-x/a/b", "is not a host name"),
+    ("https://g\u0456thub.com/a/b", "non-ASCII"),
+    ("https://github.com/a/b\n", "line break"),
+    ("-https://github.com/a/b", "starts with '-'"),
+    (None, "must be a string"),
+])
+def test_canonical_url_refuses_what_check_repo_refuses(url, why):
+    with pytest.raises(LaunchRequestError) as caught:
+        canonical_url(url)
+    assert why in caught.value.reason, str(caught.value)
+
+
+@pytest.mark.parametrize("setting", ["github.com", ["https://x.org"], [None]])
+def test_a_bad_case_insensitive_hosts_setting_is_an_operator_error(setting):
+    with pytest.raises(ValueError) as caught:
+        canonical_url("https://github.com/a/b", setting)
+    assert not isinstance(caught.value, LaunchRequestError)
+
+
+def test_the_filter_is_the_same_rule():
+    spec = importlib.util.spec_from_file_location(
+        "canonical_url_filter", ROOT / "plugins" / "filter" / "canonical_url.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    spell = plugin.FilterModule().filters()["canonical_url"]
+    assert spell("https://GitHub.com/SSC/Sample.git/") == "https://github.com/ssc/sample"
+    assert spell("http://h:1/git/A/b.git", ["h:1/git"]) == "http://h:1/git/a/b"
+    from ansible.errors import AnsibleFilterError
+    with pytest.raises(AnsibleFilterError, match="'@'"):
+        spell("https://user@github.com/a/b")
 
 
 @pytest.mark.parametrize("ref", ["main", "v1.0", "feature/x", "refs/heads/main",
@@ -159,7 +304,7 @@ def test_check_returns_the_checked_request():
         "user": "OctoCat", "repo": "https://github.com/binder-examples/requirements",
         "ref": "v1", "vm_name": "ssc-r2d-octocat"}
     assert check("a", "http://10.89.0.1:8770/git/a/b.git", None, LOCAL_HOSTS, LOCAL_HTTP) == {
-        "user": "a", "repo": "http://10.89.0.1:8770/git/a/b.git", "ref": None,
+        "user": "a", "repo": "http://10.89.0.1:8770/git/a/b", "ref": None,
         "vm_name": "ssc-r2d-a"}
 
 
@@ -525,8 +670,27 @@ def test_module_accepts_the_local_git_host(tmp_path):
         "allowed_hosts: [github.com, 10.89.0.1:8770/git]\n"
         "allow_http_hosts: [10.89.0.1:8770]\n"))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert task["repo"] == "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
+    assert task["repo"] == "http://10.89.0.1:8770/git/ssc/sample-notebook"
     assert task["ref"] is None
+
+
+def test_module_spells_the_repository_canonically(tmp_path):
+    result, task = run_playbook(tmp_path, (
+        "user: ada\n"
+        "repo: http://10.89.0.1:8770/git/SSC/Sample-Notebook.git/\n"
+        "allowed_hosts: [github.com, gitlab.com, 10.89.0.1:8770/git]\n"
+        "allow_http_hosts: [10.89.0.1:8770]\n"
+        "case_insensitive_hosts: [10.89.0.1:8770/git]\n"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert task["repo"] == "http://10.89.0.1:8770/git/ssc/sample-notebook"
+
+
+def test_module_accepts_gitlab_subgroups(tmp_path):
+    result, task = run_playbook(tmp_path, (
+        "user: ada\n"
+        "repo: https://gitlab.com/Group/Sub/Project.git\n"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert task["repo"] == "https://gitlab.com/group/sub/project"
 
 
 def test_module_without_repo_checks_the_user_in_check_mode(tmp_path):

@@ -107,10 +107,23 @@ def test_the_repository_hosts_are_the_inventorys(tmp_path):
     assert all(type(host) is str for host in config.allowed_hosts + config.allow_http_hosts)
 
 
+def test_the_spelling_settings_are_the_inventorys(tmp_path):
+    site = inventory(tmp_path, (
+        "user_vm_allowed_hosts: [github.com, git.example.org]\n"
+        "user_vm_case_insensitive_hosts: [git.example.org]\n"
+        "user_vm_subgroup_hosts: [git.example.org]\n"))
+    config = from_dict(minimal(jobs={"inventory": str(site)},
+                               site={"default_repo": "https://git.example.org/A/B/C.git"}), GOOD)
+    assert config.case_insensitive_hosts == ("git.example.org",)
+    assert config.subgroup_hosts == ("git.example.org",)
+
+
 def test_without_them_the_roles_defaults_apply():
     config = from_dict(minimal(), GOOD)  # inventory/example says nothing of them
     assert list(config.allowed_hosts) == ROLE_DEFAULTS["user_vm_allowed_hosts"]
     assert list(config.allow_http_hosts) == ROLE_DEFAULTS["user_vm_allow_http_hosts"]
+    assert list(config.case_insensitive_hosts) == ROLE_DEFAULTS["user_vm_case_insensitive_hosts"]
+    assert list(config.subgroup_hosts) == ROLE_DEFAULTS["user_vm_subgroup_hosts"]
 
 
 @pytest.mark.parametrize("group_vars, message", [
@@ -118,6 +131,8 @@ def test_without_them_the_roles_defaults_apply():
     ("user_vm_allowed_hosts: []\n", "user_vm_allowed_hosts is empty"),
     ("user_vm_allowed_hosts: github.com\n", "must be a list"),
     ("user_vm_allow_http_hosts: [git@host]\n", "user_vm_allow_http_hosts"),
+    ("user_vm_case_insensitive_hosts: [https://x.org]\n", "user_vm_case_insensitive_hosts"),
+    ("user_vm_subgroup_hosts: x.org\n", "user_vm_subgroup_hosts must be a list"),
     ("user_vm_allowed_hosts: \"{{ undefined_name }}\"\n", "undefined_name"),
 ])
 def test_unusable_hosts_in_the_inventory_are_refused_clearly(tmp_path, group_vars, message):

@@ -139,10 +139,10 @@ def test_a_value_that_is_not_utf8_is_refused(alice, site):
 def test_a_good_url_is_rebuilt_before_it_is_stored(alice, site):
     page = alice.get("/VM_start", params={"giturl": "HTTPS://GitHub.com/Owner/Repo.git/"})
     form = forms(page.text)["/VM_start"]
-    assert form["giturl"] == "https://github.com/Owner/Repo.git"
+    assert form["giturl"] == "https://github.com/owner/repo"  # its canonical spelling
     alice.post("/VM_start", {"giturl": "HTTPS://GitHub.com/Owner/Repo.git/",
                              "csrf": alice.csrf()})
-    assert site.jobs()[0]["repo"] == "https://github.com/Owner/Repo.git"
+    assert site.jobs()[0]["repo"] == "https://github.com/owner/repo"
 
 
 def test_the_app_uses_the_shared_rules():

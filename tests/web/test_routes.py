@@ -42,8 +42,34 @@ def test_post_queues_a_start_job(alice, site, path):
     [job] = site.jobs()
     assert answer.headers["Location"] == f"{site.url}/jobs/{job['id']}"
     assert (job["github_id"], job["login"], job["action"], job["repo"], job["ref"],
-            job["state"], job["phase"]) == (site.user_id("alice"), "alice", "start", LOCAL,
-                                            "main", "queued", "queued")
+            job["state"], job["phase"]) == (site.user_id("alice"), "alice", "start",
+                                            LOCAL.removesuffix(".git"), "main", "queued",
+                                            "queued")
+
+
+@pytest.mark.parametrize("spelling", [
+    LOCAL.removesuffix(".git"), LOCAL.removesuffix(".git") + "/", LOCAL + "/",
+    "HTTP://10.89.0.1:8770/git/ssc/sample-notebook"])
+def test_a_vm_for_the_repository_in_another_spelling_is_the_same(alice, site, spelling):
+    with site.conn() as conn:
+        db.save_vm(conn, site.user_id("alice"), "alice", name="ssc-r2d-alice", repo=LOCAL,
+                   state="ready")
+        conn.commit()
+    page = alice.get("/VM_start", params={"giturl": spelling}).text
+    assert forms(page)["/VM_start"]["giturl"] == LOCAL.removesuffix(".git")
+    assert "delete it first" not in page
+    other = alice.get("/VM_start", params={"giturl": "http://10.89.0.1:8770/git/ssc/other"})
+    assert "delete it first to serve another" in other.text
+
+
+def test_github_spellings_are_one_repository(alice, site):
+    with site.conn() as conn:
+        db.save_vm(conn, site.user_id("alice"), "alice", name="ssc-r2d-alice",
+                   repo="https://github.com/Binder-Examples/Requirements.git", state="ready")
+        conn.commit()
+    page = alice.get("/VM_start", params={"giturl": SAMPLE.upper().replace("HTTPS", "https")})
+    assert forms(page.text)["/VM_start"]["giturl"] == SAMPLE
+    assert "delete it first" not in page.text
 
 
 def test_the_default_branch_is_an_empty_ref(alice, site):

@@ -7,7 +7,7 @@
 % if job:
 <p class="notice">You have a job queued or running: <a href="/jobs/{{job['id']}}">follow it</a>
 and start this one when it has finished.</p>
-% elif vm and vm['state'] not in ('', 'deleted') and vm['repo'] != repo:
+% elif serves_another:
 <p class="notice">Your VM serves <code>{{vm['repo']}}</code>: delete it first to serve another
 repository.</p>
 % end
