@@ -14,7 +14,7 @@ description:
     name (C(ssc-r2d-<user_id>) first).
   - Else a server named by the login as VMs were before (C(ssc-r2d-<login in lower case>))
     that no account id is written on is the account's, and C(adopt) says that the id is to
-    be written on it. A server marked with another id is never the account's: whoever takes
+    be written on it. A server marked with another id is never the account's; whoever takes
     a login that its owner gave up gets none of their VM.
 positional: user_id, login
 options:

@@ -15,7 +15,7 @@ description:
     user's VM, C(ssc-r2d-<user_id>).
   - The account id is the user's identity in the cloud (VM name, owner metadata); the login
     is shown to people and names the VM that a user had before VMs were named by id
-    (I(legacy_vm_name)): GitHub frees a login when its owner renames the account.
+    (I(legacy_vm_name)), since GitHub frees a login when its owner renames the account.
   - The rules live in one place, the module utility
     C(ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request), which the web
     app imports too; this module only hands it the options.

@@ -77,7 +77,9 @@ def test_sign_in_register_start_open_delete(site, cloud, page):
         assert not page.get_by_role("alert").count(), page.get_by_role("alert").inner_text()
         assert phases[-1] == "ready" and phases == sorted(phases, key=(
             "queued", "creating", "booting", "building", "starting", "ready").index), phases
-        expect(page.get_by_role("status")).to_contain_text(re.compile(r"ssc-r2d-[0-9]+ is ready"))
+        name = find_vm(cloud, LOGIN).name  # named by the account's id, not its login
+        assert re.fullmatch(r"ssc-r2d-[0-9]+", name), name
+        expect(page.get_by_role("status")).to_contain_text(f"{name} is ready")
 
         jupyter = page.get_by_role("link", name="Open Jupyter").get_attribute("href")
         assert "token=" in jupyter
@@ -92,7 +94,7 @@ def test_sign_in_register_start_open_delete(site, cloud, page):
         phases = phases_seen(page, page.get_by_role("status").filter(has_text="deleted"))
         assert not page.get_by_role("alert").count(), page.get_by_role("alert").inner_text()
         assert phases[-1] == "deleted", phases
-        expect(page.get_by_role("status")).to_contain_text(re.compile(r"ssc-r2d-[0-9]+ was deleted"))
+        expect(page.get_by_role("status")).to_contain_text(f"{name} was deleted")
         assert find_vm(cloud, LOGIN) is None
         page.goto(site.url)
         expect(page.get_by_text("You have no VM at the moment.")).to_be_visible()

@@ -60,7 +60,8 @@ def test_reconciling_leaves_the_rows_jobs_are_about(tmp_path):
                       metadata={"ssc_r2d_owner": "freed", "ssc_r2d_owner_id": "9"})]
     listed_at = db.now()
     db.save_vm(conn, 6, "new", name="ssc-r2d-new", state="ready")  # after the listing
-    assert sorted(vms.reconcile_vms(conn, servers, listed_at)) == ["broken", "freed", "gone", "taken"]
+    assert sorted(vms.reconcile_vms(conn, servers, listed_at)) == ["broken", "freed", "gone",
+                                                                   "taken"]
     rows = {row["login"]: row["state"] for row in conn.execute("SELECT * FROM vms")}
     assert rows == {"busy": "ready", "broken": "error", "fine": "ready", "new": "ready",
                     "renamed": "ready"}

@@ -322,7 +322,8 @@ def test_a_run_that_publishes_ssc_vm_succeeds_and_records_the_url(database, conn
         "extensions": 0, "extensions_left": None}
     # The output is readable, and holds neither the URL nor the token.
     assert "TASK [Create the VM, or find it]" in row["output"]
-    assert f"arrived user_id=7 user=Alice repo={REPO} ref=main state=present" in unfolded(row["output"])
+    assert (f"arrived user_id=7 user=Alice repo={REPO} ref=main state=present"
+            in unfolded(row["output"]))
     assert TOKEN not in row["output"] and TOKEN not in row["message"]
     # Nothing of the run stays on disk.
     assert list(config.private_data_root.iterdir()) == []
@@ -587,7 +588,8 @@ def test_the_real_playbook_refuses_what_slipped_past(config, tmp_path):
                      inventory=ROOT / "inventory" / "example")
     expression = f"https://github.com/a/{{{{ lookup('pipe', 'touch {marker}') }}}}"
     run = playbook.run_playbook(config, "real-playbook", {
-        "user": "alice", "repo": expression, "ref": "", "state": "present"}, JobRun("r"))
+        "user_id": "1", "user": "alice", "repo": expression, "ref": "", "state": "present"},
+        JobRun("r"))
     assert run.status == "failed"
     assert run.failed_task == "Check the request before anything reaches the cloud"
     assert run.failure().startswith(
