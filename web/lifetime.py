@@ -203,13 +203,20 @@ def explain_gone(row: Mapping, now: datetime | None = None) -> str | None:
     return None
 
 
-def _owner_of(conn: sqlite3.Connection, name: str, owner: str) -> tuple[sqlite3.Row | None,
-                                                                        sqlite3.Row | None]:
-    """The ``vms`` row of the VM `name`, else the user whose login is `owner` (its metadata's
-    ``ssc_r2d_owner``, in lower case): ``(vm_row, user_row)``, either None."""
+def _owner_of(conn: sqlite3.Connection, name: str, owner_id: str,
+              owner: str) -> tuple[sqlite3.Row | None, sqlite3.Row | None]:
+    """The ``vms`` row of the VM `name`, else the user whose GitHub account id is `owner_id`
+    (its metadata's ``ssc_r2d_owner_id``), else, for a VM no run has marked with an id yet,
+    the user whose login is `owner` (the older ``ssc_r2d_owner``): ``(vm_row, user_row)``,
+    either None."""
     row = conn.execute("SELECT * FROM vms WHERE name = ?", (name,)).fetchone() if name else None
-    if row is not None or not owner:
+    if row is not None:
         return row, None
+    if owner_id:
+        return None, conn.execute("SELECT github_id, login FROM users WHERE github_id = ?",
+                                  (int(owner_id) if owner_id.isdigit() else -1,)).fetchone()
+    if not owner:
+        return None, None
     user = conn.execute("SELECT github_id, login FROM users WHERE lower(login) = ? "
                         "ORDER BY github_id LIMIT 1", (owner.lower(),)).fetchone()
     return None, user
@@ -230,7 +237,8 @@ def record_culled(conn: sqlite3.Connection, stats: Mapping) -> list[str]:
             continue
         name, reason = str(decision.get("name") or ""), str(decision.get("reason") or "")
         with db.transaction(conn):
-            row, user = _owner_of(conn, name, str(decision.get("owner") or ""))
+            row, user = _owner_of(conn, name, str(decision.get("owner_id") or ""),
+                                  str(decision.get("owner") or ""))
             if row is None and user is None:
                 log.warning("culled %s (%s): its owner is not a user of this site", name, reason)
                 continue

@@ -5,7 +5,7 @@ inside a service:
   deleted afterwards: nothing of a run (events, output, the command's environment) stays on
   disk; every process of the run is ended with it (web/procs.py);
 - ``ident`` = the job id, timeouts in ``settings``, ``suppress_env_files``;
-- the extra vars ``user``, ``repo``, ``ref``, ``state`` (``present``, ``absent`` or
+- the extra vars ``user_id``, ``user``, ``repo``, ``ref``, ``state`` (``present``, ``absent`` or
   ``extended``) are checked again with the rules the playbook uses (``launch_request.check``)
   and written to ``env/extravars`` as ``!unsafe``
   strings, never passed as ``extravars=`` (ansible-runner would add them as trusted ``-e``
@@ -121,21 +121,25 @@ def write_extravars(private_data_dir: str | os.PathLike, values: dict[str, str])
 
 def job_extravars(job: Job, config: Config) -> dict[str, str]:
     """The extra vars of `job`, checked again here with the site's repository hosts (the app
-    checked them too: defence in depth). Raises ``LaunchRequestError`` (a ValueError) with a
-    message for the user, ValueError for an unknown action."""
+    checked them too: defence in depth): ``user_id`` (the GitHub account id, the user's
+    identity in the cloud: roles/user_vm names and finds the VM by it) and ``user`` (the
+    login, for people to read), and per action the rest. Raises ``LaunchRequestError`` (a
+    ValueError) with a message for the user, ValueError for an unknown action."""
+    who = {"user_id": launch_request.check_user_id(job.github_id),
+           "user": launch_request.check_user(job.login)}
     if job.action == "delete":
-        return {"user": launch_request.check_user(job.login), "state": "absent"}
+        return {**who, "state": "absent"}
     if job.action == "extend":  # "keep it": one more extension (web/lifetime.py)
-        return {"user": launch_request.check_user(job.login), "state": "extended"}
+        return {**who, "state": "extended"}
     if job.action != "start":
         raise ValueError(f"unknown action {job.action!r}")
     request = launch_request.check(job.login, job.repo, job.ref or None,
                                    allowed_hosts=config.allowed_hosts,
                                    allow_http_hosts=config.allow_http_hosts,
                                    case_insensitive_hosts=config.case_insensitive_hosts,
-                                   subgroup_hosts=config.subgroup_hosts)
-    return {"user": request["user"], "repo": request["repo"], "ref": request["ref"] or "",
-            "state": "present"}
+                                   subgroup_hosts=config.subgroup_hosts,
+                                   user_id=job.github_id)
+    return {**who, "repo": request["repo"], "ref": request["ref"] or "", "state": "present"}
 
 
 # --- the environment ------------------------------------------------------------------------

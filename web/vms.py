@@ -4,8 +4,10 @@ culled by playbooks/cull.yml or deleted by an operator leaves its owner's page; 
 its recorded expiry or idle deadline leaves its owner a ``cull`` job saying why; the schedule
 each cull round writes to a VM's metadata reaches its page: web/lifetime.py).
 
-A VM is found by its name, ``launch_request.vm_name(login)``, and is the user's when its
-metadata says so (``ssc_r2d_owner``, set by roles/user_vm) or says nothing.
+A VM is the user's by their GitHub account id, as roles/user_vm finds it (one rule, module
+utility ``ownership``): the server marked with the id (``ssc_r2d_owner_id``), else one named
+by the login as VMs were before ids (``ssc-r2d-<login>``) and marked with no id. A VM marked
+with another account's id is never the user's, whatever login they now sign in with.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request
+from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request, ownership
 
 from web import db, lifetime
 from web.config import Config
@@ -51,25 +53,23 @@ def _addresses(server) -> set[str]:
             for entry in entries if isinstance(entry, dict)}
 
 
-def _owned_by(server, login: str) -> bool:
-    """`server` exists and is `login`'s (by its metadata, when it says)."""
-    if server is None:
-        return False
-    owner = dict(getattr(server, "metadata", None) or {}).get("ssc_r2d_owner")
-    return owner is None or owner == login.lower()
+def owned_vm(servers: Iterable, github_id: int, login: str):
+    """The VM of account `github_id` (login `login`) among `servers`, or None."""
+    return ownership.find_owned(servers, github_id, login)[0]
 
 
 def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> str | None:
-    """Read `login`'s VM from the cloud (`cloud`: an openstacksdk connection) and update its
+    """Read the VM of account `github_id` (login `login`) from the cloud (`cloud`: an
+    openstacksdk connection) and update its
     ``vms`` row. Gone (or not the user's): the row is deleted, returns None. There: the row
     gets the server's name, repository and ref (from its metadata) and a state, returned:
     ``ready`` when it is ACTIVE and the stored URL points at one of its addresses (a finished
     job reported it; the URL, the address and the token stay as stored), ``unknown`` when it
     is ACTIVE but no finished job saw its Jupyter answer (starting again reports it), otherwise the
     server's status in lower case (``build``, ``error``, ...)."""
-    name = launch_request.vm_name(login)
-    server = cloud.compute.find_server(name, ignore_missing=True)
-    if not _owned_by(server, login):
+    name = launch_request.vm_name(github_id)
+    server = owned_vm(list_vms(cloud), github_id, login)
+    if server is None:
         db.delete_vm(conn, github_id)
         return None
     metadata = dict(getattr(server, "metadata", None) or {})
@@ -95,17 +95,17 @@ def reconcile_vms(conn: sqlite3.Connection, servers: Iterable, listed_at: str) -
     schedule in a VM's metadata is copied to its row. Rows of users with a queued or running
     job, and rows written since the listing, are left to the jobs. Returns the logins whose
     row changed (beyond its schedule)."""
-    by_name = {server.name: server for server in servers}
+    servers = list(servers)
     changed = []
     with db.transaction(conn):
         for row in db.vms_left_to_the_cloud(conn, listed_at):
             github_id, login, state = row["github_id"], row["login"], row["state"]
-            server = by_name.get(launch_request.vm_name(login))
-            if not _owned_by(server, login):
+            server = owned_vm(servers, github_id, login)
+            if server is None:
                 reason = lifetime.explain_gone(row)
                 if reason:
                     lifetime.tell_owner(conn, github_id, login, row["name"] or
-                                        launch_request.vm_name(login), reason,
+                                        launch_request.vm_name(github_id), reason,
                                         row["repo"] or "", row["ref"] or "")
                 db.delete_vm(conn, github_id)
             else:

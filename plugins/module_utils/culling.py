@@ -29,7 +29,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-OWNER = "ssc_r2d_owner"
+from ansible_collections.ssc.repo2docker.plugins.module_utils.ownership import (
+    owner_id_of,
+    owner_login_of,
+)
+
 CREATED = "ssc_r2d_created"
 EXPIRES = "ssc_r2d_expires"
 EXTENSIONS = "ssc_r2d_extensions"
@@ -168,7 +172,10 @@ def decide(server: dict, probe: dict | None, now: datetime, rules: CullRules) ->
     "status": ..., "kernels": ..., "terminals": ...}`` or ``{"ok": False, "error": "..."}``),
     None when it was not probed because the server is not ACTIVE. Returns a dict:
 
-    - ``id``, ``name``, ``owner``: the server's;
+    - ``id``, ``name``: the server's; ``owner_id``: its owner's GitHub account id
+      (``ssc_r2d_owner_id``, "" on a VM named by login that no run has marked yet);
+      ``owner``: its owner's login, for people (``ssc_r2d_owner_login``, else the older
+      ``ssc_r2d_owner``);
     - ``decision``: ``delete`` or ``keep``; ``reason``: why, for people (``expired at …``,
       ``idle since …``, ``busy kernel``, ``2 open terminals``, ``open connection``,
       ``unreachable 3 times in a row``, ``active at …``, ``the server is SHUTOFF``);
@@ -183,7 +190,8 @@ def decide(server: dict, probe: dict | None, now: datetime, rules: CullRules) ->
     expires = parse_time(metadata.get(EXPIRES))
     unreachable = _count(metadata.get(UNREACHABLE))
     decision = {
-        "id": server.get("id"), "name": server.get("name"), "owner": metadata.get(OWNER, ""),
+        "id": server.get("id"), "name": server.get("name"), "owner_id": owner_id_of(server),
+        "owner": owner_login_of(server),
         "decision": "keep", "reason": "", "expires": metadata.get(EXPIRES) or None,
         "last_activity": metadata.get(LAST_ACTIVITY) or None,
         "idle_deadline": metadata.get(IDLE_DEADLINE) or None,

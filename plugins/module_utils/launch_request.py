@@ -145,9 +145,17 @@ def check_user_id(user_id: object) -> str:
     return user_id  # type: ignore[return-value]
 
 
-def vm_name(login: str) -> str:
-    """The name of `login`'s VM: ``ssc-r2d-<login in lower case>``, at most 47 characters,
-    a valid host name label. Raises LaunchRequestError for an invalid login."""
+def vm_name(user_id: str | int) -> str:
+    """The name of GitHub account `user_id`'s VM: ``ssc-r2d-<id>``, a valid host name label
+    whatever the account's login (the id never changes, a login may: see module_utils
+    ``ownership`` for VMs named by login before). Raises LaunchRequestError for an invalid
+    id."""
+    return VM_NAME_PREFIX + check_user_id(user_id)
+
+
+def legacy_vm_name(login: str) -> str:
+    """The name a VM of `login` had before VMs were named by account id:
+    ``ssc-r2d-<login in lower case>``. Raises LaunchRequestError for an invalid login."""
     return VM_NAME_PREFIX + check_user(login).lower()
 
 
@@ -439,15 +447,19 @@ def check_ref(ref: str | None) -> str | None:
 
 def check(user: str, repo: str, ref: str | None, allowed_hosts: Sequence[str],
           allow_http_hosts: Sequence[str] = (), case_insensitive_hosts: Sequence[str] = (),
-          subgroup_hosts: Sequence[str] = ()) -> dict:
-    """A whole launch request, checked in the order user, repo, ref; the first problem raises
-    LaunchRequestError. Returns ``{"user", "repo" (rebuilt, canonical: :func:`check_repo`),
-    "ref" (None for the default branch), "vm_name"}``."""
+          subgroup_hosts: Sequence[str] = (), user_id: str | int | None = None) -> dict:
+    """A whole launch request, checked in the order user, user_id, repo, ref; the first
+    problem raises LaunchRequestError. Returns ``{"user", "repo" (rebuilt, canonical:
+    :func:`check_repo`), "ref" (None for the default branch)}`` and, with `user_id` (the
+    GitHub account id), ``"user_id"`` and ``"vm_name"`` (``ssc-r2d-<id>``)."""
     login = check_user(user)
-    return {
+    checked_id = check_user_id(user_id) if user_id is not None else None
+    checked = {
         "user": login,
         "repo": check_repo(repo, allowed_hosts, allow_http_hosts, case_insensitive_hosts,
                            subgroup_hosts),
         "ref": check_ref(ref),
-        "vm_name": vm_name(login),
     }
+    if checked_id is not None:
+        checked.update(user_id=checked_id, vm_name=vm_name(checked_id))
+    return checked

@@ -10,7 +10,8 @@ version_added: 0.1.0
 author: ssc-repo2docker developers
 description:
   - Asks the Jupyter server of every user VM (a server whose metadata names an owner,
-    C(ssc_r2d_owner)) how it is used, and decides for each whether it goes this round and
+    C(ssc_r2d_owner_id), or C(ssc_r2d_owner) on a VM named by login as VMs were before) how
+    it is used, and decides for each whether it goes this round and
     why. It changes nothing itself; C(playbooks/cull.yml) records what it returns in
     I(updates) on the VMs and deletes the ones in I(culled).
   - The probe asks C(/api/status) (last activity, open connections), C(/api/kernels) (each
@@ -31,8 +32,8 @@ options:
   servers:
     description:
       - The project's servers, as C(openstack.cloud.server_info) lists them (C(id),
-        C(name), C(status), C(metadata), C(addresses)). Servers without C(ssc_r2d_owner)
-        in their metadata are not user VMs and are ignored.
+        C(name), C(status), C(metadata), C(addresses)). Servers without C(ssc_r2d_owner_id)
+        or C(ssc_r2d_owner) in their metadata are not user VMs and are ignored.
     type: list
     elements: dict
     required: true
@@ -116,8 +117,14 @@ servers:
     name:
       description: The server's name.
       type: str
+    owner_id:
+      description: The GitHub account id of the VM's owner (C(ssc_r2d_owner_id)); "" for a
+        VM named by login that no run of the role C(ssc.repo2docker.user_vm) has marked yet.
+      type: str
+      sample: "583231"
     owner:
-      description: The VM's owner (C(ssc_r2d_owner)).
+      description: The login of the VM's owner, for people (C(ssc_r2d_owner_login), else
+        C(ssc_r2d_owner)).
       type: str
     decision:
       description: C(delete) or C(keep).
@@ -152,8 +159,8 @@ servers:
       type: str
       sample: no answer within 10 s
 culled:
-  description: The VMs that go (C(decision=delete)), with C(id), C(name), C(owner) and
-    C(reason).
+  description: The VMs that go (C(decision=delete)), with C(id), C(name), C(owner_id),
+    C(owner) and C(reason).
   returned: always
   type: list
   elements: dict
@@ -180,7 +187,6 @@ import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ssc.repo2docker.plugins.module_utils.culling import (
-    OWNER,
     CullRules,
     ProbeError,
     decide,
@@ -189,6 +195,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.culling import (
     utcnow,
 )
 from ansible_collections.ssc.repo2docker.plugins.module_utils.jupyter_token import derive
+from ansible_collections.ssc.repo2docker.plugins.module_utils.ownership import is_user_vm
 
 NONCE = "ssc_r2d_nonce"
 MAX_ANSWER = 1 << 20  # bytes read from one answer
@@ -307,7 +314,7 @@ def main():
     if not params["probe_timeout"] > 0 or params["concurrency"] < 1:
         module.fail_json(msg="probe_timeout and concurrency must be more than 0")
 
-    servers = sorted((s for s in params["servers"] if (s.get("metadata") or {}).get(OWNER)),
+    servers = sorted((s for s in params["servers"] if is_user_vm(s)),
                      key=lambda server: (server.get("name") or "", server.get("id") or ""))
     targets, probes = [], {}
     for server in servers:
@@ -328,7 +335,7 @@ def main():
     module.exit_json(
         changed=False, now=format_time(now),
         servers=[{k: v for k, v in d.items() if k != "metadata"} for d in decisions],
-        culled=[{k: d[k] for k in ("id", "name", "owner", "reason")}
+        culled=[{k: d[k] for k in ("id", "name", "owner_id", "owner", "reason")}
                 for d in decisions if d["decision"] == "delete"],
         attention=[d["name"] for d in decisions if d["attention"]],
         updates=[{"id": d["id"], "name": d["name"], "metadata": d["metadata"]}

@@ -5,14 +5,18 @@
 DOCUMENTATION = r"""
 ---
 module: launch_request
-short_description: Check a launch request's user input (GitHub login, repository URL, git ref)
+short_description: Check a launch request's user input (GitHub account, repository URL, git ref)
 version_added: 0.1.0
 author: ssc-repo2docker developers
 description:
-  - Checks the three values a user gives to launch a VM, the GitHub login I(user), the
-    repository URL I(repo) and the git ref I(ref), and returns them checked, with the repository
-    URL rebuilt from its checked parts in its one canonical spelling (so that every spelling
-    of a repository is one image and one VM) and the name of the user's VM.
+  - Checks the values of a request to launch a VM, the GitHub account's id I(user_id) and
+    login I(user), the repository URL I(repo) and the git ref I(ref), and returns them
+    checked, with the repository URL rebuilt from its checked parts in its one canonical
+    spelling (so that every spelling of a repository is one image and one VM) and the name
+    of the user's VM, C(ssc-r2d-<user_id>).
+  - The account id is the user's identity in the cloud (VM name, owner metadata); the login
+    is shown to people and names the VM that a user had before VMs were named by id
+    (I(legacy_vm_name)), since GitHub frees a login when its owner renames the account.
   - The rules live in one place, the module utility
     C(ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request), which the web
     app imports too; this module only hands it the options.
@@ -22,10 +26,18 @@ description:
     them as extra vars tagged C(!unsafe) so that Ansible does not template them either.
   - The module never changes anything; it always reports C(changed=false).
 options:
+  user_id:
+    description:
+      - The user's GitHub account id (the REST API's C(id) of the user), a positive whole
+        number; it never changes when the login does.
+    type: str
+    required: true
   user:
     description:
-      - The user's GitHub login, 1 to 39 ASCII letters, digits and single hyphens, neither
-        first nor last.
+      - The user's GitHub login, for display, as GitHub applies its rules: 1 to 39 ASCII
+        letters, digits and hyphens, not first; older accounts may have a login that ends in
+        a hyphen or has two in a row, and an Enterprise Managed User's ends in
+        C(_<shortcode>).
     type: str
     required: true
   repo:
@@ -43,7 +55,8 @@ options:
         schemes (C(file://), C(git://), C(ssh://)), git's C(transport::address) form (C(ext::)),
         scp-like C(git@host:path), a leading C(-), other paths and more than 2000 characters.
       - Omit it for a request that names no repository, such as deleting the user's VM; the
-        module then checks I(user) (and I(ref), if given) and returns C(repo=null).
+        module then checks I(user_id) and I(user) (and I(ref), if given) and returns
+        C(repo=null).
     type: str
   ref:
     description:
@@ -102,6 +115,7 @@ attributes:
 EXAMPLES = r"""
 - name: Check a launch request
   ssc.repo2docker.launch_request:
+    user_id: "{{ user_id }}"
     user: "{{ user }}"
     repo: "{{ repo }}"
     ref: "{{ ref | default('') }}"
@@ -114,6 +128,7 @@ EXAMPLES = r"""
 
 - name: Accept the local cloud's plain-HTTP git host too
   ssc.repo2docker.launch_request:
+    user_id: "583231"
     user: octocat
     repo: http://10.89.0.1:8770/git/ssc/sample-notebook.git
     allowed_hosts:
@@ -124,6 +139,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+user_id:
+  description: The GitHub account id, as given.
+  returned: success
+  type: str
+  sample: "583231"
 user:
   description: The GitHub login, as given.
   returned: success
@@ -145,7 +165,15 @@ ref:
   type: str
   sample: main
 vm_name:
-  description: The name of the user's VM, C(ssc-r2d-) and the login in lower case.
+  description: The name of the user's VM, C(ssc-r2d-) and the account id.
+  returned: success
+  type: str
+  sample: ssc-r2d-583231
+legacy_vm_name:
+  description:
+    - The name the user's VM had before VMs were named by account id, C(ssc-r2d-) and the
+      login in lower case; such a VM is the user's while no other account id is written on
+      it (see the role C(ssc.repo2docker.user_vm)).
   returned: success
   type: str
   sample: ssc-r2d-octocat
@@ -156,6 +184,8 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
     check,
     check_ref,
     check_user,
+    check_user_id,
+    legacy_vm_name,
     vm_name,
 )
 
@@ -163,6 +193,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            user_id=dict(type="str", required=True),
             user=dict(type="str", required=True),
             repo=dict(type="str"),
             ref=dict(type="str", default=""),
@@ -177,14 +208,18 @@ def main():
     params = module.params
     try:
         if params["repo"] is None:
-            checked = {"user": check_user(params["user"]), "repo": None,
-                       "ref": check_ref(params["ref"]), "vm_name": vm_name(params["user"])}
+            checked = {"user": check_user(params["user"]),
+                       "user_id": check_user_id(params["user_id"]), "repo": None,
+                       "ref": check_ref(params["ref"])}
         else:
             checked = check(params["user"], params["repo"], params["ref"],
                             allowed_hosts=params["allowed_hosts"],
                             allow_http_hosts=params["allow_http_hosts"],
                             case_insensitive_hosts=params["case_insensitive_hosts"],
-                            subgroup_hosts=params["subgroup_hosts"])
+                            subgroup_hosts=params["subgroup_hosts"],
+                            user_id=params["user_id"])
+        checked.update(vm_name=vm_name(checked["user_id"]),
+                       legacy_vm_name=legacy_vm_name(checked["user"]))
     except ValueError as error:  # LaunchRequestError, or a bad host entry
         module.fail_json(msg=str(error))
     module.exit_json(changed=False, **checked)

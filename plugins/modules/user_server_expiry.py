@@ -24,9 +24,12 @@ options:
     description: Name or id of the server.
     type: str
     required: true
-  owner:
-    description: When given, the server's C(ssc_r2d_owner) must be this (the VM is refused
-      otherwise, as if it did not exist).
+  owner_id:
+    description:
+      - When given, the server's C(ssc_r2d_owner_id) (its owner's GitHub account id) must be
+        this; the VM is refused otherwise, as if it did not exist.
+      - The role C(ssc.repo2docker.user_vm) marks a VM named by its owner's login, as VMs
+        were before, with the id before it gets here.
     type: str
   hours:
     description: Hours one extension adds (fractions allowed).
@@ -60,11 +63,11 @@ attributes:
 """
 
 EXAMPLES = r"""
-- name: Keep ada's VM a day longer, at most twice and three days from its start
+- name: Keep account 583231's VM a day longer, at most twice and three days from its start
   ssc.repo2docker.user_server_expiry:
     cloud: mycloud
-    name: ssc-r2d-ada
-    owner: ada
+    name: ssc-r2d-583231
+    owner_id: "583231"
     hours: 24
     max_extensions: 2
     max_lifetime_hours: 72
@@ -73,7 +76,7 @@ EXAMPLES = r"""
 - name: The second extension, safe to retry
   ssc.repo2docker.user_server_expiry:
     cloud: mycloud
-    name: ssc-r2d-ada
+    name: ssc-r2d-583231
     hours: 24
     max_extensions: 2
     extension: 2
@@ -109,17 +112,17 @@ from typing import ClassVar
 from ansible_collections.openstack.cloud.plugins.module_utils.openstack import OpenStackModule
 from ansible_collections.ssc.repo2docker.plugins.module_utils.culling import (
     EXPIRES,
-    OWNER,
     ExtensionRefused,
     extend,
     utcnow,
 )
+from ansible_collections.ssc.repo2docker.plugins.module_utils.ownership import OWNER_ID
 
 
 class UserServerExpiryModule(OpenStackModule):
     argument_spec: ClassVar[dict] = dict(
         name=dict(required=True),
-        owner=dict(),
+        owner_id=dict(),
         hours=dict(type="float", required=True),
         max_extensions=dict(type="int", required=True),
         max_lifetime_hours=dict(type="float", default=0),
@@ -133,9 +136,9 @@ class UserServerExpiryModule(OpenStackModule):
         if server is not None:
             server = self.conn.compute.get_server(server.id)  # find_server lacks metadata
         metadata = dict(getattr(server, "metadata", None) or {})
-        if server is None or (params["owner"] and metadata.get(OWNER) != params["owner"]):
-            self.fail_json(msg=f"There is no VM {params['name']} to keep longer: start one "
-                               "first.")
+        if server is None or (params["owner_id"]
+                              and str(metadata.get(OWNER_ID) or "") != params["owner_id"]):
+            self.fail_json(msg="You have no VM to keep longer: start one first.")
         if params["extension"] is not None and params["extension"] < 1:
             self.fail_json(msg="extension must be 1 or more")
         try:

@@ -42,10 +42,19 @@ def site(make_site) -> LocalSite:
     return make_site()
 
 
+def find_vm(cloud, login: str):
+    """The VM of the stand-in's user `login` (an openstacksdk server), or None: the VM is
+    named by the account's id, and marked with the login for people to read."""
+    for server in cloud.connect().compute.servers():
+        if str((server.metadata or {}).get("ssc_r2d_owner_login", "")).lower() == login.lower():
+            return server
+    return None
+
+
 def delete_vm(cloud, login: str) -> None:
     """Take a test's VM away, whatever the test left (the playbook's own clean-up is tested
     elsewhere)."""
     conn = cloud.connect()
-    server = conn.compute.find_server(f"ssc-r2d-{login}", ignore_missing=True)
+    server = find_vm(cloud, login)
     if server is not None:
         conn.delete_server(server.id, wait=True, delete_ips=True)

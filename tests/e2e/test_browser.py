@@ -5,6 +5,7 @@ ready, open Jupyter, delete the VM; the cloud has no VM left."""
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 
 import pytest
@@ -12,7 +13,7 @@ import requests
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.conftest import delete_vm
+from tests.e2e.conftest import delete_vm, find_vm
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags this machine needs (no sandbox as root; no calls home on a closed network).
@@ -77,14 +78,16 @@ def test_sign_in_register_start_open_delete(site, cloud, page):
         assert phases[-1] == "ready" and phases == sorted(phases, key=(
             "queued", "creating", "booting", "fetching", "building", "starting",
             "ready").index), phases
-        expect(page.get_by_role("status")).to_contain_text("ssc-r2d-e2e-researcher is ready")
+        name = find_vm(cloud, LOGIN).name  # named by the account's id, not its login
+        assert re.fullmatch(r"ssc-r2d-[0-9]+", name), name
+        expect(page.get_by_role("status")).to_contain_text(f"{name} is ready")
 
         jupyter = page.get_by_role("link", name="Open Jupyter").get_attribute("href")
         assert "token=" in jupyter
         opened = page.goto(jupyter)
         assert opened.status == 200
         assert requests.get(jupyter, timeout=30).status_code == 200
-        assert cloud.connect().compute.find_server(f"ssc-r2d-{LOGIN}").status == "ACTIVE"
+        assert find_vm(cloud, LOGIN).status == "ACTIVE"
 
         page.goto(site.url)
         expect(page.get_by_role("link", name="Open Jupyter")).to_be_visible()
@@ -92,8 +95,8 @@ def test_sign_in_register_start_open_delete(site, cloud, page):
         phases = phases_seen(page, page.get_by_role("status").filter(has_text="deleted"))
         assert not page.get_by_role("alert").count(), page.get_by_role("alert").inner_text()
         assert phases[-1] == "deleted", phases
-        expect(page.get_by_role("status")).to_contain_text("ssc-r2d-e2e-researcher was deleted")
-        assert cloud.connect().compute.find_server(f"ssc-r2d-{LOGIN}") is None
+        expect(page.get_by_role("status")).to_contain_text(f"{name} was deleted")
+        assert find_vm(cloud, LOGIN) is None
         page.goto(site.url)
         expect(page.get_by_text("You have no VM at the moment.")).to_be_visible()
         # and the token went nowhere it should not: not into the job's output or the logs

@@ -4,7 +4,7 @@ VM itself (issue 15), through real `ssc-web serve` and `ssc-web worker` processe
 from __future__ import annotations
 
 from localcloud.site import SiteUser
-from tests.e2e.conftest import delete_vm
+from tests.e2e.conftest import delete_vm, find_vm
 from web.lifetime import shown
 
 LOGIN = "keep-it-researcher"
@@ -12,7 +12,8 @@ LOGIN = "keep-it-researcher"
 
 def metadata(cloud) -> dict:
     conn = cloud.connect()
-    server = conn.compute.find_server(f"ssc-r2d-{LOGIN}", ignore_missing=False)
+    server = find_vm(cloud, LOGIN)
+    assert server is not None and server.name.removeprefix("ssc-r2d-").isdigit()
     return dict(conn.compute.get_server(server.id).metadata or {})
 
 

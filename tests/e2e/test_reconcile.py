@@ -45,15 +45,23 @@ def test_reconciling_leaves_the_rows_jobs_are_about(tmp_path):
     conn = db.connect(tmp_path / "ssc-web.sqlite3")
     db.init(conn)
     for github_id, login in ((1, "gone"), (2, "busy"), (3, "broken"), (4, "fine"),
-                             (5, "taken")):
+                             (5, "taken"), (7, "renamed"), (8, "freed")):
         db.save_vm(conn, github_id, login, name=f"ssc-r2d-{login}", state="ready")
     db.enqueue_job(conn, 2, "busy", "delete", "", "")
     servers = [Server(name="ssc-r2d-broken", status="ERROR", metadata={}),
                Server(name="ssc-r2d-fine", status="ACTIVE", metadata={"ssc_r2d_owner": "fine"}),
                Server(name="ssc-r2d-taken", status="ACTIVE",
-                      metadata={"ssc_r2d_owner": "someone-else"})]
+                      metadata={"ssc_r2d_owner": "someone-else"}),
+               # by account id: 7 renamed still has its VM named by its old login; 8 took
+               # the login "freed" that account 9 gave up, and has none of 9's VM
+               Server(name="ssc-r2d-old-name", status="ACTIVE",
+                      metadata={"ssc_r2d_owner": "old-name", "ssc_r2d_owner_id": "7"}),
+               Server(name="ssc-r2d-freed", status="ACTIVE",
+                      metadata={"ssc_r2d_owner": "freed", "ssc_r2d_owner_id": "9"})]
     listed_at = db.now()
     db.save_vm(conn, 6, "new", name="ssc-r2d-new", state="ready")  # after the listing
-    assert sorted(vms.reconcile_vms(conn, servers, listed_at)) == ["broken", "gone", "taken"]
+    assert sorted(vms.reconcile_vms(conn, servers, listed_at)) == ["broken", "freed", "gone",
+                                                                   "taken"]
     rows = {row["login"]: row["state"] for row in conn.execute("SELECT * FROM vms")}
-    assert rows == {"busy": "ready", "broken": "error", "fine": "ready", "new": "ready"}
+    assert rows == {"busy": "ready", "broken": "error", "fine": "ready", "new": "ready",
+                    "renamed": "ready"}

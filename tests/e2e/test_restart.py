@@ -9,11 +9,10 @@ import signal
 import time
 
 from localcloud.site import SiteUser
-from tests.e2e.conftest import delete_vm
+from tests.e2e.conftest import delete_vm, find_vm
 from tests.helpers import process_tree
 
 LOGIN = "restart-researcher"
-VM = f"ssc-r2d-{LOGIN}"
 
 
 def wait_for_phase(user: SiteUser, job_id: str, *phases: str, timeout: float = 600) -> dict:
@@ -40,7 +39,7 @@ def test_a_launch_cut_off_by_a_restart_is_marked_and_its_vm_reported(site, cloud
         job_id = user.start(site.sample_repo)
         wait_for_phase(user, job_id, "creating")
         deadline = time.monotonic() + 60
-        while cloud.connect().compute.find_server(VM) is None:
+        while find_vm(cloud, LOGIN) is None:
             assert time.monotonic() < deadline, user.job(job_id)
             time.sleep(0.2)
         assert playbook_processes(site)
@@ -58,7 +57,7 @@ def test_a_launch_cut_off_by_a_restart_is_marked_and_its_vm_reported(site, cloud
         assert "stopped while this job ran" in job["message"]
 
         # the VM is reported as the cloud has it
-        server = cloud.connect().compute.find_server(VM)
+        server = find_vm(cloud, LOGIN)
         assert server is not None
         page = user.http.get(site.url + "/", timeout=30).text
         state = "unknown" if server.status == "ACTIVE" else server.status.lower()  # build
@@ -68,10 +67,10 @@ def test_a_launch_cut_off_by_a_restart_is_marked_and_its_vm_reported(site, cloud
         # starting again reconnects to it; deleting it leaves nothing
         again = user.follow(user.start(site.sample_repo))
         assert again["state"] == "succeeded", again
-        assert cloud.connect().compute.find_server(VM).id == server.id
+        assert find_vm(cloud, LOGIN).id == server.id
         gone = user.follow(user.delete())
         assert gone["state"] == "succeeded", gone
-        assert cloud.connect().compute.find_server(VM) is None
+        assert find_vm(cloud, LOGIN) is None
     finally:
         cloud.localcloud("fault", "--clear")
         delete_vm(cloud, LOGIN)

@@ -17,12 +17,24 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.integration.test_user_vm import SAMPLE, changed, failure, launch, playbook, stats, vm
+from tests.integration.test_user_vm import (
+    SAMPLE,
+    changed,
+    failure,
+    launch,
+    playbook,
+    stats,
+    vm,
+    vm_name,
+    who,
+)
 
 pytestmark = pytest.mark.cloud
 QUICK = ("-e", "user_vm_cull_probe_timeout=3")
 IDLE_SOON = ("-e", "user_vm_idle_hours=0.001")  # 3.6 seconds
 USERS = ("idler", "thinker", "sleeper", "keeper")
+# Their VMs, named by their account ids.
+IDLER, THINKER, SLEEPER, KEEPER = (vm_name(user) for user in USERS)
 
 
 def cull(cloud, *extra: str) -> dict:
@@ -128,61 +140,61 @@ def vms(cloud, prebuilt_image):
         yield {user: launch(cloud, user, SAMPLE) for user in ("idler", "thinker", "sleeper")}
     finally:
         for user in USERS:
-            vm(cloud, "-e", f"user={user}", "-e", "state=absent")
+            vm(cloud, *who(user), "-e", "state=absent")
 
 
 def test_a_round_keeps_vms_in_use_or_unreachable_and_deletes_the_idle(cloud, vms):
     start_computing(vms["thinker"], "import time; time.sleep(3600)")
-    jupyter_container(cloud, "ssc-r2d-sleeper", "pause")
-    idler_volumes = volumes_of(cloud, "ssc-r2d-idler")
+    jupyter_container(cloud, SLEEPER, "pause")
+    idler_volumes = volumes_of(cloud, IDLER)
     assert idler_volumes
     time.sleep(4)  # every VM's last activity is now past the 3.6 s idle limit
 
     dry = cull(cloud, *IDLE_SOON, "-e", "dry_run=true")
     reasons = {name: (d["decision"], d["reason"]) for name, d in dry["ssc_cull"].items()}
-    assert reasons["ssc-r2d-idler"][0] == "delete"
-    assert reasons["ssc-r2d-idler"][1].startswith("idle since ")
-    assert reasons["ssc-r2d-thinker"] == ("keep", "busy kernel")
-    assert reasons["ssc-r2d-sleeper"] == ("keep", "unreachable 1 time in a row")
-    assert dry["ssc_cull"]["ssc-r2d-sleeper"]["error"] == "no answer within 3 s"
-    assert [c["name"] for c in dry["ssc_culled"]] == ["ssc-r2d-idler"]
+    assert reasons[IDLER][0] == "delete"
+    assert reasons[IDLER][1].startswith("idle since ")
+    assert reasons[THINKER] == ("keep", "busy kernel")
+    assert reasons[SLEEPER] == ("keep", "unreachable 1 time in a row")
+    assert dry["ssc_cull"][SLEEPER]["error"] == "no answer within 3 s"
+    assert [c["name"] for c in dry["ssc_culled"]] == [IDLER]
     # a dry run changes nothing: no VM deleted, no count recorded
-    assert {"ssc-r2d-idler", "ssc-r2d-thinker", "ssc-r2d-sleeper"} <= servers(cloud)
-    assert "ssc_r2d_unreachable" not in metadata(cloud, "ssc-r2d-sleeper")
+    assert {IDLER, THINKER, SLEEPER} <= servers(cloud)
+    assert "ssc_r2d_unreachable" not in metadata(cloud, SLEEPER)
 
     done = cull(cloud, *IDLE_SOON)
     assert [(c["name"], c["reason"].split()[0]) for c in done["ssc_culled"]] == [
-        ("ssc-r2d-idler", "idle")]
-    assert "ssc-r2d-idler" not in servers(cloud)
+        (IDLER, "idle")]
+    assert IDLER not in servers(cloud)
     conn = cloud.connect()
     assert [v for v in idler_volumes if conn.block_storage.find_volume(v) is not None] == []
-    assert done["ssc_cull"]["ssc-r2d-thinker"]["reason"] == "busy kernel"
-    assert done["ssc_cull"]["ssc-r2d-sleeper"]["reason"] == "unreachable 1 time in a row"
+    assert done["ssc_cull"][THINKER]["reason"] == "busy kernel"
+    assert done["ssc_cull"][SLEEPER]["reason"] == "unreachable 1 time in a row"
     assert done["ssc_cull_attention"] == []
-    sleeper = metadata(cloud, "ssc-r2d-sleeper")
+    sleeper = metadata(cloud, SLEEPER)
     assert sleeper["ssc_r2d_unreachable"] == "1"
-    thinker = metadata(cloud, "ssc-r2d-thinker")
-    assert thinker["ssc_r2d_last_activity"] == done["ssc_cull"]["ssc-r2d-thinker"][
+    thinker = metadata(cloud, THINKER)
+    assert thinker["ssc_r2d_last_activity"] == done["ssc_cull"][THINKER][
         "last_activity"]
     assert thinker["ssc_r2d_idle_deadline"] > thinker["ssc_r2d_last_activity"]
 
     # unreachable again: reported to the operator at the site's count, still kept
     again = cull(cloud, *IDLE_SOON, "-e", "user_vm_cull_unreachable_report=2")
-    assert again["ssc_cull"]["ssc-r2d-sleeper"]["reason"] == "unreachable 2 times in a row"
-    assert again["ssc_cull_attention"] == ["ssc-r2d-sleeper"]
+    assert again["ssc_cull"][SLEEPER]["reason"] == "unreachable 2 times in a row"
+    assert again["ssc_cull_attention"] == [SLEEPER]
     assert again["ssc_culled"] == []
     # a site that deletes unreachable VMs would delete it at its count (a dry run says so)
     would = cull(cloud, *IDLE_SOON, "-e", "user_vm_cull_unreachable_delete=3", "-e",
                  "dry_run=true")
     assert [(c["name"], c["reason"]) for c in would["ssc_culled"]] == [
-        ("ssc-r2d-sleeper", "unreachable 3 times in a row")]
+        (SLEEPER, "unreachable 3 times in a row")]
 
     # answering again resets the count
-    jupyter_container(cloud, "ssc-r2d-sleeper", "unpause")
+    jupyter_container(cloud, SLEEPER, "unpause")
     back = cull(cloud)
-    assert back["ssc_cull"]["ssc-r2d-sleeper"]["reason"].startswith("active at ")
-    assert metadata(cloud, "ssc-r2d-sleeper")["ssc_r2d_unreachable"] == "0"
-    assert {"ssc-r2d-thinker", "ssc-r2d-sleeper"} <= servers(cloud)
+    assert back["ssc_cull"][SLEEPER]["reason"].startswith("active at ")
+    assert metadata(cloud, SLEEPER)["ssc_r2d_unreachable"] == "0"
+    assert {THINKER, SLEEPER} <= servers(cloud)
 
 
 def test_expiry_is_a_hard_limit_which_an_extension_moves(cloud, vms):
@@ -190,33 +202,35 @@ def test_expiry_is_a_hard_limit_which_an_extension_moves(cloud, vms):
     conn = cloud.connect()
     past = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     # as if the thinker's lifetime had passed while its kernel computes
-    conn.compute.set_server_metadata(conn.compute.find_server("ssc-r2d-thinker"),
+    conn.compute.set_server_metadata(conn.compute.find_server(THINKER),
                                      ssc_r2d_expires=past)
-    thinker_volumes = volumes_of(cloud, "ssc-r2d-thinker")
+    thinker_volumes = volumes_of(cloud, THINKER)
     launch(cloud, "keeper", SAMPLE, "-e", "user_vm_lifetime_hours=0")  # expired at once
 
-    code, report, _ = vm(cloud, "-e", "user=keeper", "-e", "state=extended")
+    code, report, _ = vm(cloud, *who("keeper"), "-e", "state=extended")
     assert code == 0, failure(report)
     kept = stats(report)["ssc_vm"]
     assert (kept["state"], kept["extended"], kept["extensions"]) == ("extended", True, 1)
     assert kept["expires"] > kept["previous_expires"]
     assert kept["expires"] > datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert metadata(cloud, "ssc-r2d-keeper")["ssc_r2d_extensions"] == "1"
+    assert metadata(cloud, KEEPER)["ssc_r2d_extensions"] == "1"
     # the same request again (a retried job) changes nothing
-    code, report, _ = vm(cloud, "-e", "user=keeper", "-e", "state=extended", "-e",
+    code, report, _ = vm(cloud, *who("keeper"), "-e", "state=extended", "-e",
                          "extension=1")
     assert code == 0 and changed(report) == 0
     assert stats(report)["ssc_vm"]["expires"] == kept["expires"]
     # past the site's cap: refused, with a message for the researcher
-    code, report, _ = vm(cloud, "-e", "user=keeper", "-e", "state=extended", "-e",
+    code, report, _ = vm(cloud, *who("keeper"), "-e", "state=extended", "-e",
                          "user_vm_max_extensions=1")
     assert code != 0
     assert (f"This VM has been kept longer 1 time, the most this site allows; it goes at "
             f"{kept['expires']}.") in failure(report)
 
     done = cull(cloud)
-    assert done["ssc_cull"]["ssc-r2d-thinker"]["reason"] == f"expired at {past}"
-    assert [c["name"] for c in done["ssc_culled"]] == ["ssc-r2d-thinker"]
-    assert done["ssc_cull"]["ssc-r2d-keeper"]["decision"] == "keep"
-    assert "ssc-r2d-thinker" not in servers(cloud) and "ssc-r2d-keeper" in servers(cloud)
+    assert done["ssc_cull"][THINKER]["reason"] == f"expired at {past}"
+    assert [c["name"] for c in done["ssc_culled"]] == [THINKER]
+    assert done["ssc_cull"][KEEPER]["decision"] == "keep"
+    # by account id, with the login for people
+    assert [(c["owner_id"], c["owner"]) for c in done["ssc_culled"]] == [("1011", "thinker")]
+    assert THINKER not in servers(cloud) and KEEPER in servers(cloud)
     assert [v for v in thinker_volumes if conn.block_storage.find_volume(v) is not None] == []

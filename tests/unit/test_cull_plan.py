@@ -152,12 +152,20 @@ def test_vms_are_probed_concurrently(jupyter):
 
 # --- the module, through ansible-playbook ---------------------------------------------------
 
+OWNERS = {"ssc-r2d-idle": "101", "ssc-r2d-busy": "102", "ssc-r2d-silent": "103",
+          "ssc-r2d-new": "105"}
+
+
 def vm(name: str, url: str, **metadata) -> dict:
+    """A user VM marked with its owner's account id; one named by login as VMs were before
+    (marked with the login only) when OWNERS does not give it an id."""
     host, _, port = url.removeprefix("http://").partition(":")
+    login = name.removeprefix("ssc-r2d-")
+    owner = ({"ssc_r2d_owner_id": OWNERS[name], "ssc_r2d_owner_login": login.title()}
+             if name in OWNERS else {"ssc_r2d_owner": login})
     return {"id": f"id-{name}", "name": name, "status": "ACTIVE",
             "addresses": {"private": [{"addr": host, "OS-EXT-IPS:type": "fixed"}]},
-            "metadata": {"ssc_r2d_owner": name.removeprefix("ssc-r2d-"),
-                         "ssc_r2d_nonce": NONCE, "ssc_r2d_port": port,
+            "metadata": {**owner, "ssc_r2d_nonce": NONCE, "ssc_r2d_port": port,
                          "ssc_r2d_expires": format_time(datetime.now(UTC) + timedelta(hours=9)),
                          **metadata}}
 
@@ -210,6 +218,9 @@ def test_the_module_decides_for_every_user_vm_and_says_why(jupyter, tmp_path):
     }
     assert reasons["ssc-r2d-old"][1].startswith("expired at ")
     assert [c["name"] for c in task["culled"]] == ["ssc-r2d-idle", "ssc-r2d-old"]
+    # by account id, with the login for people; a VM named by login has only its login
+    assert [(c["owner_id"], c["owner"]) for c in task["culled"]] == [("101", "Idle"),
+                                                                     ("", "old")]
     assert task["attention"] == ["ssc-r2d-silent"]
     assert any("ssc-r2d-silent" in warning for warning in task.get("warnings", []))
     busy = next(d for d in task["servers"] if d["name"] == "ssc-r2d-busy")

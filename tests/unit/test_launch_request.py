@@ -41,6 +41,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
     check_repo,
     check_user,
     check_user_id,
+    legacy_vm_name,
     vm_name,
 )
 
@@ -80,21 +81,36 @@ def test_user_accepted_as_given(login):
     assert check_user(login) == login
 
 
-@pytest.mark.parametrize(("login", "name"), [
-    ("octocat", "ssc-r2d-octocat"),
-    ("OctoCat", "ssc-r2d-octocat"),
-    ("Dr-Who-42", "ssc-r2d-dr-who-42"),
-    ("Z" * 39, "ssc-r2d-" + "z" * 39),
+@pytest.mark.parametrize(("user_id", "name"), [
+    (583231, "ssc-r2d-583231"),
+    ("1", "ssc-r2d-1"),
+    ("9" * 20, "ssc-r2d-" + "9" * 20),
 ])
-def test_vm_name_is_the_login_in_lower_case(login, name):
-    assert vm_name(login) == name
+def test_vm_name_is_the_account_id(user_id, name):
+    assert vm_name(user_id) == name
     assert len(name) <= 63
     assert all(char in "abcdefghijklmnopqrstuvwxyz0123456789-" for char in name)
 
 
-def test_vm_name_refuses_an_invalid_login():
+@pytest.mark.parametrize("user_id", ["octocat", "0", "-1", "01", "", 0, True, "1 ", "1.5"])
+def test_vm_name_refuses_what_is_not_an_account_id(user_id):
+    with pytest.raises(LaunchRequestError, match=r"^user_id "):
+        vm_name(user_id)
+
+
+@pytest.mark.parametrize(("login", "name"), [
+    ("octocat", "ssc-r2d-octocat"),
+    ("OctoCat", "ssc-r2d-octocat"),
+    ("Dr-Who-42", "ssc-r2d-dr-who-42"),
+    ("legacy-", "ssc-r2d-legacy-"),
+])
+def test_legacy_vm_name_is_the_login_in_lower_case(login, name):
+    assert legacy_vm_name(login) == name
+
+
+def test_legacy_vm_name_refuses_an_invalid_login():
     with pytest.raises(LaunchRequestError, match=r"^user "):
-        vm_name("a.b")
+        legacy_vm_name("a.b")
 
 
 @pytest.mark.parametrize(("url", "rebuilt"), [
@@ -300,16 +316,17 @@ def test_no_ref_means_the_default_branch(ref):
 
 def test_check_returns_the_checked_request():
     assert check("OctoCat", "https://GitHub.com/binder-examples/requirements/", "v1",
-                 ROLE_HOSTS) == {
-        "user": "OctoCat", "repo": "https://github.com/binder-examples/requirements",
-        "ref": "v1", "vm_name": "ssc-r2d-octocat"}
+                 ROLE_HOSTS, user_id=583231) == {
+        "user": "OctoCat", "user_id": "583231",
+        "repo": "https://github.com/binder-examples/requirements",
+        "ref": "v1", "vm_name": "ssc-r2d-583231"}
     assert check("a", "http://10.89.0.1:8770/git/a/b.git", None, LOCAL_HOSTS, LOCAL_HTTP) == {
-        "user": "a", "repo": "http://10.89.0.1:8770/git/a/b", "ref": None,
-        "vm_name": "ssc-r2d-a"}
+        "user": "a", "repo": "http://10.89.0.1:8770/git/a/b", "ref": None}
 
 
 @pytest.mark.parametrize(("request_", "field"), [
     ({"user": "-x", "repo": "file:///etc/passwd", "ref": ".."}, "user"),
+    ({"user": "x", "user_id": "x", "repo": "file:///etc/passwd", "ref": ".."}, "user_id"),
     ({"user": "x", "repo": "file:///etc/passwd", "ref": ".."}, "repo"),
     ({"user": "x", "repo": "https://github.com/a/b", "ref": ".."}, "ref"),
 ])
@@ -658,9 +675,11 @@ def test_module_accepts_a_good_request(tmp_path):
         'ref: !unsafe "v1.0"\n'))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert task["changed"] is False
-    assert {key: task[key] for key in ("user", "repo", "ref", "vm_name")} == {
-        "user": "OctoCat", "repo": "https://github.com/binder-examples/requirements",
-        "ref": "v1.0", "vm_name": "ssc-r2d-octocat"}
+    assert {key: task[key] for key in ("user_id", "user", "repo", "ref", "vm_name",
+                                       "legacy_vm_name")} == {
+        "user_id": "583231", "user": "OctoCat",
+        "repo": "https://github.com/binder-examples/requirements",
+        "ref": "v1.0", "vm_name": "ssc-r2d-583231", "legacy_vm_name": "ssc-r2d-octocat"}
 
 
 def test_module_accepts_the_local_git_host(tmp_path):
@@ -695,14 +714,17 @@ def test_module_accepts_gitlab_subgroups(tmp_path):
 
 def test_module_without_repo_checks_the_user_in_check_mode(tmp_path):
     """As roles/user_vm does to delete a VM: no repository, only the login."""
-    result, task = run_playbook(tmp_path, "user: Ada-L\n", "--check")
+    result, task = run_playbook(tmp_path, "user: Ada-L\nuser_id: 42\n", "--check")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert task["changed"] is False
-    assert (task["user"], task["repo"], task["ref"], task["vm_name"]) == (
-        "Ada-L", None, None, "ssc-r2d-ada-l")
+    assert (task["user_id"], task["user"], task["repo"], task["ref"], task["vm_name"],
+            task["legacy_vm_name"]) == ("42", "Ada-L", None, None, "ssc-r2d-42", "ssc-r2d-ada-l")
     result, task = run_playbook(tmp_path, 'user: !unsafe "ada;id"\n', "--check")
     assert result.returncode != 0
     assert task["msg"].startswith("user 'ada;id' is refused: ")
+    result, task = run_playbook(tmp_path, 'user: ada\nuser_id: !unsafe "42;id"\n', "--check")
+    assert result.returncode != 0
+    assert task["msg"].startswith("user_id '42;id' is refused: ")
 
 
 def test_module_refuses_a_template_and_runs_nothing(tmp_path):

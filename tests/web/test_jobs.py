@@ -209,11 +209,14 @@ def test_job_extravars_checks_again(config):
         return jobqueue.Job(**{**base, **fields})
 
     assert playbook.job_extravars(job(repo=REPO + "/"), config) == {
-        "user": "Alice", "repo": REPO, "ref": "", "state": "present"}
+        "user_id": "1", "user": "Alice", "repo": REPO, "ref": "", "state": "present"}
     assert playbook.job_extravars(job(action="delete", repo=""), config) == {
-        "user": "Alice", "state": "absent"}
+        "user_id": "1", "user": "Alice", "state": "absent"}
+    assert playbook.job_extravars(job(action="extend", repo="", login="legacy-"), config) == {
+        "user_id": "1", "user": "legacy-", "state": "extended"}
     for fields in ({"repo": "https://github.com/a/{{ lookup('pipe', 'id') }}"},
-                   {"ref": "{{ x }}"}, {"login": "-alice"}, {"repo": "https://evil.example/a/b"},
+                   {"ref": "{{ x }}"}, {"login": "-alice"}, {"github_id": 0},
+                   {"repo": "https://evil.example/a/b"},
                    {"repo": "ext::sh -c touch% /tmp/x"}):
         with pytest.raises(ValueError):
             playbook.job_extravars(job(**fields), config)
@@ -307,19 +310,20 @@ def test_a_run_that_publishes_ssc_vm_succeeds_and_records_the_url(database, conn
 
     row = state_of(conn, job.id)
     assert (row["state"], row["phase"]) == ("succeeded", "ready")
-    assert row["message"] == "ssc-r2d-alice is ready (image ssc-repo2docker-test, cache hit)."
+    assert row["message"] == "ssc-r2d-7 is ready (image ssc-repo2docker-test, cache hit)."
     assert row["finished"] >= row["started"]
     assert "creating" in progress and "booting" in progress and "starting" in progress
     vm = db.vm_of(conn, 7)
     assert dict(vm) | {"updated": None} == {
-        "github_id": 7, "login": "Alice", "name": "ssc-r2d-alice", "repo": REPO, "ref": "main",
+        "github_id": 7, "login": "Alice", "name": "ssc-r2d-7", "repo": REPO, "ref": "main",
         "url": "http://127.0.0.1:8888/", "state": "ready", "updated": None,
         "address": "127.0.0.1", "token": TOKEN,  # the token apart, never in the URL
         "expires": "2099-01-01T00:00:00Z", "idle_deadline": "", "last_activity": "",
         "extensions": 0, "extensions_left": None}
     # The output is readable, and holds neither the URL nor the token.
     assert "TASK [Create the VM, or find it]" in row["output"]
-    assert f"arrived user=Alice repo={REPO} ref=main state=present" in unfolded(row["output"])
+    assert (f"arrived user_id=7 user=Alice repo={REPO} ref=main state=present"
+            in unfolded(row["output"]))
     assert TOKEN not in row["output"] and TOKEN not in row["message"]
     # Nothing of the run stays on disk.
     assert list(config.private_data_root.iterdir()) == []
@@ -328,7 +332,7 @@ def test_a_run_that_publishes_ssc_vm_succeeds_and_records_the_url(database, conn
     assert jobs.run_job(config, delete, database) == "succeeded"
     row = state_of(conn, delete.id)
     assert (row["state"], row["phase"], row["message"]) == (
-        "succeeded", "deleted", "ssc-r2d-alice was deleted.")
+        "succeeded", "deleted", "ssc-r2d-7 was deleted.")
     assert db.vm_of(conn, 7) is None
 
 
@@ -390,13 +394,14 @@ def test_a_template_fed_past_the_validator_reaches_the_playbook_as_text(config, 
     extravars= (trusted -e JSON) is executed by this Ansible: the threat is real."""
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
     expression = f"{{{{ lookup('pipe', 'touch {marker}') }}}}"
-    extravars = {"user": expression, "repo": expression, "ref": expression, "state": "present"}
+    extravars = {"user_id": expression, "user": expression, "repo": expression,
+                 "ref": expression, "state": "present"}
 
     run = playbook.run_playbook(config, "template-as-text", extravars, JobRun("t"))
 
     assert run.status == "successful", run.output()
     assert run.vm["user"] == run.vm["repo"] == run.vm["ref"] == expression
-    assert f"arrived user={expression} repo={expression}" in unfolded(run.output())
+    assert f"user_id={expression} user={expression} repo={expression}" in unfolded(run.output())
     assert not marker.exists()
 
     (tmp_path / "control").mkdir()
@@ -469,51 +474,65 @@ def test_recover_marks_running_jobs_interrupted_and_reads_their_vms_again(conn):
 
 
 class FakeCloud:
-    """Just what refresh_vm asks of an openstacksdk connection."""
+    """Just what refresh_vm asks of an openstacksdk connection: its servers, listed."""
 
-    def __init__(self, servers):
-        self.servers = servers
+    def __init__(self, *servers):
+        self.listed = list(servers)
         self.compute = self
 
-    def find_server(self, name, ignore_missing=True):
-        return self.servers.get(name)
+    def servers(self, name=None):
+        return [s for s in self.listed if s.name.startswith(name.lstrip("^"))]
 
 
-def server(status="ACTIVE", address="10.0.0.9", owner="erin"):
-    return SimpleNamespace(name=f"ssc-r2d-{owner}", status=status,
+def server(status="ACTIVE", address="10.0.0.9", owner_id="11", name="ssc-r2d-11", login="erin"):
+    marks = {"ssc_r2d_owner_id": owner_id, "ssc_r2d_owner_login": login} if owner_id else {
+        "ssc_r2d_owner": login}
+    return SimpleNamespace(name=name, status=status,
                            addresses={"private": [{"addr": address,
                                                    "OS-EXT-IPS:type": "fixed"}]},
-                           metadata={"ssc_r2d_owner": owner, "ssc_r2d_repo": REPO,
-                                     "ssc_r2d_ref": "main"})
+                           metadata={**marks, "ssc_r2d_repo": REPO, "ssc_r2d_ref": "main"})
 
 
 def test_refresh_vm(conn):
     url = "http://10.0.0.9:8888/?token=x"
 
     def stored(state="unknown"):
-        db.save_vm(conn, 11, "erin", name="ssc-r2d-erin", repo=REPO, url=url, state=state)
+        db.save_vm(conn, 11, "erin", name="ssc-r2d-11", repo=REPO, url=url, state=state)
 
     stored()
-    assert vms.refresh_vm(conn, 11, "erin", FakeCloud({"ssc-r2d-erin": server()})) == "ready"
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud(server())) == "ready"
     vm = db.vm_of(conn, 11)
     assert (vm["url"], vm["ref"], vm["state"]) == (url, "main", "ready")
 
     stored()  # the same name, another machine: the stored URL is not its
-    cloud = FakeCloud({"ssc-r2d-erin": server(address="10.0.0.10")})
+    cloud = FakeCloud(server(address="10.0.0.10"))
     assert vms.refresh_vm(conn, 11, "erin", cloud) == "unknown"
     assert db.vm_of(conn, 11)["url"] == ""
 
     stored()
-    cloud = FakeCloud({"ssc-r2d-erin": server(status="ERROR")})
+    cloud = FakeCloud(server(status="ERROR"))
     assert vms.refresh_vm(conn, 11, "erin", cloud) == "error"
 
     stored()
-    assert vms.refresh_vm(conn, 11, "erin", FakeCloud({})) is None
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud()) is None
     assert db.vm_of(conn, 11) is None
 
     # Interrupted before any report: the VM exists, no URL known yet.
-    assert vms.refresh_vm(conn, 11, "erin", FakeCloud({"ssc-r2d-erin": server()})) == "unknown"
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud(server())) == "unknown"
+    assert db.vm_of(conn, 11)["name"] == "ssc-r2d-11"
+
+
+def test_refresh_vm_finds_the_vm_by_account_id_not_by_login(conn):
+    # Renamed (same id, new login): still the VM marked with the id, whatever its name.
+    legacy_marked = server(name="ssc-r2d-erin", owner_id="11", login="erin")
+    assert vms.refresh_vm(conn, 11, "erin-renamed", FakeCloud(legacy_marked)) == "unknown"
     assert db.vm_of(conn, 11)["name"] == "ssc-r2d-erin"
+    # A new holder of the freed login (another id) gets none of it.
+    assert vms.refresh_vm(conn, 12, "erin", FakeCloud(legacy_marked)) is None
+    assert db.vm_of(conn, 12) is None
+    # A VM named by login and marked with no id yet is still its login's.
+    legacy = server(name="ssc-r2d-erin", owner_id="", login="erin")
+    assert vms.refresh_vm(conn, 12, "Erin", FakeCloud(legacy)) == "unknown"
 
 
 def test_worker_runs_the_queue_and_beats(database, conn, config):
@@ -571,7 +590,8 @@ def test_the_real_playbook_refuses_what_slipped_past(config, tmp_path):
                      inventory=ROOT / "inventory" / "example")
     expression = f"https://github.com/a/{{{{ lookup('pipe', 'touch {marker}') }}}}"
     run = playbook.run_playbook(config, "real-playbook", {
-        "user": "alice", "repo": expression, "ref": "", "state": "present"}, JobRun("r"))
+        "user_id": "1", "user": "alice", "repo": expression, "ref": "", "state": "present"},
+        JobRun("r"))
     assert run.status == "failed"
     assert run.failed_task == "Check the request before anything reaches the cloud"
     assert run.failure().startswith(

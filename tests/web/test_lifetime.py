@@ -165,7 +165,7 @@ def test_an_extend_job_records_the_new_expiry(database, conn, tmp_path):
     vm = db.vm_of(conn, 5)
     assert (vm["expires"], vm["extensions"], vm["extensions_left"], vm["url"]) == (
         "2099-01-02T00:00:00Z", 2, 0, "http://10.0.0.9:8888/")
-    assert "arrived user=ada repo= ref= state=extended" in " ".join(row["output"].split())
+    assert "arrived user_id=5 user=ada repo= ref= state=extended" in " ".join(row["output"].split())
 
 
 def test_a_refused_extension_says_why_without_the_task(database, conn, tmp_path):
