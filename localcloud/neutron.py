@@ -247,7 +247,10 @@ def make_app(cloud) -> bottle.Bottle:
             raise ApiError(400, f"Cannot update read-only attribute "
                            f"{sorted(set(request) - allowed)[0]}", kind="HTTPBadRequest")
         request["updated_at"] = now()
-        return {"port": port_view(store.update("ports", port_id, **request))}
+        updated = store.update("ports", port_id, **request)
+        if "security_groups" in request:
+            cloud.enforce_security_groups()
+        return {"port": port_view(updated)}
 
     @app.delete("/v2.0/ports/<port_id>", op="port.delete")
     def delete_port(port_id):
@@ -334,6 +337,7 @@ def make_app(cloud) -> bottle.Bottle:
             raise ApiError(409, "Quota exceeded for resources: ['security_group_rule'].",
                            kind="OverQuota")
         created = cloud.add_rule(rule["security_group_id"], **fields)
+        cloud.enforce_security_groups()
         bottle.response.status = 201
         return {"security_group_rule": rule_view(created)}
 
@@ -367,6 +371,7 @@ def make_app(cloud) -> bottle.Bottle:
     def delete_rule(rule_id):
         find("security-group-rules", rule_id)
         store.delete("security_group_rules", rule_id)
+        cloud.enforce_security_groups()
         bottle.response.status = 204
         return ""
 
