@@ -14,6 +14,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from localcloud import firewall
 from localcloud.api import ApiError, Faults, Recorder
 from localcloud.config import Config
 from localcloud.keystone import Tokens, hash_secret
@@ -58,6 +59,7 @@ class Cloud:
         self.workers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="work")
         self.requests = Counter()  # per service, for tests that check nothing reached the cloud
         self.ip_lock = threading.Lock()
+        self.firewall_lock = threading.Lock()
 
     # --- set-up ----------------------------------------------------------------------
 
@@ -234,6 +236,21 @@ class Cloud:
         self.store.update("servers", server_id, vm_state="active", task_state=None,
                           power_state=1, launched_at=now(), updated=now())
         self.store.update("ports", port["id"], status="ACTIVE")
+        self.enforce_security_groups()
+
+    def enforce_security_groups(self, server_id: str | None = None) -> None:
+        """Apply the security groups' ingress rules to one running server, or to all of
+        them (after a change to rules, groups or ports: a rule naming a remote group depends
+        on other servers' ports). localcloud/firewall.py says how. The firewall is applied
+        once a server is ACTIVE (Nova's readiness check here reaches the machine's SSH from
+        the host before that)."""
+        with self.firewall_lock:
+            for server in self.store.all("servers"):
+                if server["vm_state"] != "active" or server_id not in (None, server["id"]):
+                    continue
+                rules = firewall.server_rules(self.store, server)
+                self.machines.apply_ingress(server["id"], firewall.ruleset(rules),
+                                            firewall.CHAIN)
 
     def _prepare_disk(self, server: dict) -> tuple[dict, str]:
         """The image to run and the Docker volume that is the server's disk."""
@@ -285,6 +302,7 @@ class Cloud:
                                   attachments=[], updated_at=now())
         self.release_port(server["port_id"])
         self.store.delete("servers", server_id)
+        self.enforce_security_groups()  # rules naming a remote group lose its address
 
     def power(self, server_id: str, action: str) -> None:
         """Stop, start or reboot, asynchronously, as Nova does."""
@@ -302,12 +320,14 @@ class Cloud:
         self.machines.wait_up(server_id, BOOT_TIMEOUT)
         self.store.update("servers", server_id, vm_state="active", task_state=None,
                           power_state=1, updated=now())
+        self.enforce_security_groups(server_id)
 
     def _reboot(self, server_id: str) -> None:
         self.machines.reboot(server_id)
         self.machines.wait_up(server_id, BOOT_TIMEOUT)
         self.store.update("servers", server_id, vm_state="active", task_state=None,
                           power_state=1, updated=now())
+        self.enforce_security_groups(server_id)
 
     # --- snapshots -------------------------------------------------------------------
 

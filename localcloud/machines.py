@@ -12,9 +12,11 @@ limit covers the server's own processes only.
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -29,6 +31,8 @@ from docker.types import IPAMConfig, IPAMPool, Mount
 from docker.utils import parse_repository_tag
 
 from localcloud.config import DOCKER_LABEL, Config
+
+log = logging.getLogger("localcloud")
 
 CONTAINER_PREFIX = "localcloud-"
 SERVER_LABEL = f"{DOCKER_LABEL}.server"
@@ -67,6 +71,45 @@ class Machines:
         with self._locked("networks"), _errors("creating the networks"):
             self._ensure_network(config.private_network, config.private_cidr, config.gateway)
             self._ensure_network(config.public_network, config.public_cidr, config.public_gateway)
+
+    def ensure_metadata_address(self, address: str) -> bool:
+        """Give the host `address` (the metadata service's 169.254.169.254) on the servers'
+        network's bridge, so that servers reach it through their gateway as they reach a real
+        cloud's metadata proxy. Returns False (with a warning) when the host refuses."""
+        network = self._docker.networks.get(self.config.private_network)
+        bridge = network.attrs.get("Options", {}).get("com.docker.network.bridge.name") \
+            or f"br-{network.id[:12]}"
+        result = subprocess.run(["ip", "address", "replace", f"{address}/32", "dev", bridge],
+                                capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            log.warning("localcloud: no metadata service at %s: %s", address,
+                        result.stderr.strip())
+        return result.returncode == 0
+
+    def apply_ingress(self, server_id: str, ruleset: str, chain: str) -> bool:
+        """Load `ruleset` (``iptables-restore --noflush`` input defining `chain` in the
+        mangle table) in the server's network namespace and send what comes in on its
+        cloud-facing interfaces (``eth*``) through `chain`, as a compute host's firewall
+        driver filters an instance's port. Returns False (logged) when the server is not
+        running or the host refuses."""
+        container = self._find(server_id)
+        pid = container.attrs["State"].get("Pid") if container is not None else 0
+        if not pid:
+            return False
+        enter = ["nsenter", "--target", str(pid), "--net"]
+        rule = f"PREROUTING -t mangle -i eth+ -j {chain}"
+        steps = [([*enter, "iptables-restore", "--noflush", "--wait"], ruleset),
+                 ([*enter, "/bin/sh", "-c", f"iptables --wait -C {rule} 2>/dev/null"
+                   f" || iptables --wait -I {rule.replace('PREROUTING', 'PREROUTING 1', 1)}"],
+                  None)]
+        for command, stdin in steps:
+            result = subprocess.run(command, input=stdin, capture_output=True, text=True,
+                                    check=False, timeout=60)
+            if result.returncode != 0:
+                log.warning("localcloud: firewall of server %s not applied: %s", server_id,
+                            result.stderr.strip())
+                return False
+        return True
 
     def _ensure_network(self, name: str, cidr: str, gateway: str) -> None:
         try:

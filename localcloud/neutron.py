@@ -247,7 +247,10 @@ def make_app(cloud) -> bottle.Bottle:
             raise ApiError(400, f"Cannot update read-only attribute "
                            f"{sorted(set(request) - allowed)[0]}", kind="HTTPBadRequest")
         request["updated_at"] = now()
-        return {"port": port_view(store.update("ports", port_id, **request))}
+        updated = store.update("ports", port_id, **request)
+        if "security_groups" in request:
+            cloud.enforce_security_groups()
+        return {"port": port_view(updated)}
 
     @app.delete("/v2.0/ports/<port_id>", op="port.delete")
     def delete_port(port_id):
@@ -307,8 +310,10 @@ def make_app(cloud) -> bottle.Bottle:
 
     @app.post("/v2.0/security-group-rules", op="security_group_rule.create")
     def create_rule():
+        """One rule, or several at once (Neutron's bulk create: ``security_group_rules``,
+        all or none; openstack.cloud's security_group module sends its rules so)."""
         port = {"type": ["integer", "string", "null"], "minimum": 0, "maximum": 65535}
-        request = json_body(strict({"security_group_rule": strict({
+        rule_schema = strict({
             "security_group_id": {"type": "string"},
             "direction": {"type": "string", "enum": ["ingress", "egress"]},
             "ethertype": {"type": "string", "enum": ["IPv4", "IPv6"]},
@@ -319,23 +324,35 @@ def make_app(cloud) -> bottle.Bottle:
             "remote_address_group_id": {"type": ["string", "null"]},
             "description": {"type": "string"}, "tenant_id": {"type": "string"},
             "project_id": {"type": "string"}},
-            ("security_group_id", "direction"))}, ("security_group_rule",)))
-        rule = request["security_group_rule"]
-        find("security-groups", rule["security_group_id"])
-        rule.pop("tenant_id", None)
-        rule.pop("project_id", None)
-        fields = check_rule(rule)
-        for existing in store.find("security_group_rules",
-                                   security_group_id=rule["security_group_id"]):
-            if all(existing.get(k) == v for k, v in fields.items() if k != "description"):
-                raise ApiError(409, f"Security group rule already exists. Rule id is "
-                               f"{existing['id']}.", kind="SecurityGroupRuleExists")
-        if cloud.usage()["security_group_rule"] + 1 > cloud.quota("security_group_rule"):
+            ("security_group_id", "direction"))
+        request = json_body({"type": "object", "oneOf": [
+            strict({"security_group_rule": rule_schema}, ("security_group_rule",)),
+            strict({"security_group_rules": {"type": "array", "items": rule_schema,
+                                             "minItems": 1}}, ("security_group_rules",))]})
+        bulk = "security_group_rules" in request
+        rules = request["security_group_rules"] if bulk else [request["security_group_rule"]]
+        checked = []
+        for rule in rules:
+            find("security-groups", rule["security_group_id"])
+            rule.pop("tenant_id", None)
+            rule.pop("project_id", None)
+            fields = check_rule(rule)
+            existing = store.find("security_group_rules",
+                                  security_group_id=rule["security_group_id"])
+            for other in [*existing, *({"security_group_id": g, **f} for g, f in checked)]:
+                if other.get("security_group_id") == rule["security_group_id"] and all(
+                        other.get(k) == v for k, v in fields.items() if k != "description"):
+                    raise ApiError(409, f"Security group rule already exists. Rule id is "
+                                   f"{other.get('id', '')}.", kind="SecurityGroupRuleExists")
+            checked.append((rule["security_group_id"], fields))
+        if cloud.usage()["security_group_rule"] + len(checked) > cloud.quota(
+                "security_group_rule"):
             raise ApiError(409, "Quota exceeded for resources: ['security_group_rule'].",
                            kind="OverQuota")
-        created = cloud.add_rule(rule["security_group_id"], **fields)
+        created = [rule_view(cloud.add_rule(group_id, **fields)) for group_id, fields in checked]
+        cloud.enforce_security_groups()
         bottle.response.status = 201
-        return {"security_group_rule": rule_view(created)}
+        return {"security_group_rules": created} if bulk else {"security_group_rule": created[0]}
 
     def check_rule(rule: dict) -> dict:
         fields = {k: v for k, v in rule.items() if k != "security_group_id"}
@@ -367,6 +384,7 @@ def make_app(cloud) -> bottle.Bottle:
     def delete_rule(rule_id):
         find("security-group-rules", rule_id)
         store.delete("security_group_rules", rule_id)
+        cloud.enforce_security_groups()
         bottle.response.status = 204
         return ""
 

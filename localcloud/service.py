@@ -14,7 +14,7 @@ from pathlib import Path
 import bottle
 import waitress
 
-from localcloud import cinder, control, githost, github, glance, keystone, neutron, nova
+from localcloud import cinder, control, githost, github, glance, keystone, metadata, neutron, nova
 from localcloud.api import (
     ServicePlugin,
     glance_error,
@@ -59,6 +59,8 @@ def make_app(cloud: Cloud) -> "Front":
         apps[path] = app
     apps["/github"] = github.make_app(cloud.config)
     apps["/git"] = githost.make_app(cloud.config)
+    # Nova's metadata service, answering servers at 169.254.169.254 (OpenStack and EC2 paths)
+    apps["/openstack"] = apps["/latest"] = metadata.make_app(cloud)
     root = bottle.Bottle()
 
     @root.get("/")
@@ -107,6 +109,8 @@ def main(argv=None) -> None:
     cloud.recover()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     listen = f"{config.host}:{config.port} {config.gateway}:{config.port}"
+    if cloud.machines.ensure_metadata_address(metadata.ADDRESS):
+        listen += f" {metadata.ADDRESS}:{metadata.PORT}"
     log.info("localcloud serving on %s", listen)
     # A real cloud's API sits behind a proxy that takes thousands of connections. Waitress's
     # default limit (100) was reached under the full suite, whose clients (openstacksdk in

@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export OS_CLIENT_CONFIG_FILE=$PWD/var/localcloud/clouds.yaml ANSIBLE_CONFIG=$PWD/ansible.cfg
 BIN=$PWD/.venv/bin
 
+echo "demo: the VMs' security group (Jupyter and SSH from this machine only)"
+"$BIN/ansible-playbook" playbooks/security_group.yml >var/demo-security-group.log \
+    || { tail -30 var/demo-security-group.log; exit 1; }
 echo "demo: building the image (a no-op when it is up to date)"
 "$BIN/ansible-playbook" playbooks/build_image.yml >var/demo-build.log \
     || { tail -30 var/demo-build.log; exit 1; }

@@ -21,8 +21,14 @@ def cloud() -> LocalCloud:
     if started.returncode != 0:
         sys.stderr.write(started.stdout + started.stderr)
         pytest.fail("localcloud up failed")
-    yield LocalCloud(VAR / "clouds.yaml", VAR, RECORD,
-                     frozenset(labelled("container", "io.localcloud.server")))
+    local = LocalCloud(VAR / "clouds.yaml", VAR, RECORD,
+                       frozenset(labelled("container", "io.localcloud.server")))
+    # the site's set-up: the VMs' security group (Jupyter and SSH from this machine only)
+    group = subprocess.run([str(BIN / "ansible-playbook"),
+                            str(ROOT / "playbooks" / "security_group.yml")], env=local.env,
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert group.returncode == 0, group.stdout[-4000:] + group.stderr[-2000:]
+    yield local
     subprocess.run([*command, "down"], cwd=ROOT, timeout=300, stdout=subprocess.DEVNULL)
 
 

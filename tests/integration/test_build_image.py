@@ -76,6 +76,7 @@ def test_a_server_from_the_image_has_the_prebuilt_repository(cloud, built, tmp_p
                                 .read_text())
     server = conn.create_server("lc-image-check", image=image.id, flavor="ssc.small",
                                 key_name="lc-image-check", network="private", auto_ip=False,
+                                security_groups=["ssc-repo2docker"],  # SSH from here
                                 wait=True, timeout=600)
     try:
         address = server.addresses["private"][0]["addr"]

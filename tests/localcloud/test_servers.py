@@ -88,7 +88,8 @@ def test_server_life(cloud, tmp_path, sample_repository):
     assert cloud.cli("image", "show", "lc-life-snap")["properties"]["purpose"] == "test"
 
     cloud.cli("server", "create", "--image", "lc-life-snap", "--flavor", "ssc.small",
-              "--key-name", "lc-life", "--network", "private", "--wait", "lc-life-2")
+              "--key-name", "lc-life", "--security-group", "lc-life-ssh",
+              "--network", "private", "--wait", "lc-life-2")
     address = address_of(cloud.cli("server", "show", "lc-life-2"))
     assert ssh(address, key, "cat /etc/localcloud-test") == "written by cloud-init"
     assert ssh(address, key, "sudo docker image inspect -f '{{.Id}}' localcloud-test:1")
@@ -115,6 +116,7 @@ def test_boot_from_volume_with_openstacksdk(cloud, tmp_path):
     server = conn.compute.create_server(
         name="lc-bfv", flavor_id=flavor.id, key_name="lc-bfv", user_data=user_data,
         networks=[{"uuid": network.id}], metadata={"owner": "tests"},
+        security_groups=[{"name": "ssc-repo2docker"}],  # SSH from this machine
         block_device_mapping=[{"boot_index": 0, "uuid": image.id, "source_type": "image",
                                "destination_type": "volume", "volume_size": 7,
                                "delete_on_termination": True}])
