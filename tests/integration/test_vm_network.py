@@ -9,10 +9,11 @@ import pytest
 import requests
 
 from tests.helpers import BIN, ROOT
-from tests.integration.test_user_vm import SAMPLE, launch, left_of, vm
+from tests.integration.test_user_vm import SAMPLE, failure, stats, vm, who
 
 pytestmark = pytest.mark.cloud
 CONTAINER = "repo2docker-jupyter"  # the launcher's Jupyter container (repo2docker-launcher)
+META_READER = 2001  # the test user's GitHub account id
 READ = ("import sys, urllib.request\n"
         "try:\n"
         "    print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()[:200])\n"
@@ -60,7 +61,9 @@ def test_the_security_group_has_exactly_its_rules(cloud):
 
 def test_jupyter_answers_the_controller_only_and_the_notebook_not_the_metadata_service(
         cloud, prebuilt_image):
-    result = launch(cloud, "meta-reader", SAMPLE)
+    code, report, output = vm(cloud, *who("meta-reader", META_READER), "-e", f"repo={SAMPLE}")
+    assert code == 0, failure(report) or output[-4000:]
+    result = stats(report)["ssc_vm"]
     conn = cloud.connect()
     other = conn.create_server("lc-neighbour", image="debian-13", flavor="ssc.tiny",
                                network="private", auto_ip=False, wait=True, timeout=600)
@@ -89,5 +92,5 @@ def test_jupyter_answers_the_controller_only_and_the_notebook_not_the_metadata_s
             blocked.stderr
     finally:
         conn.delete_server(other.id, wait=True, timeout=300)
-        vm(cloud, "-e", "user=meta-reader", "-e", "state=absent")
-    assert left_of(cloud, "meta-reader") == []
+        vm(cloud, *who("meta-reader", META_READER), "-e", "state=absent")
+    assert conn.compute.find_server(f"ssc-r2d-{META_READER}") is None
