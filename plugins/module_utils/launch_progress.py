@@ -28,22 +28,18 @@ def parse_records(output: str) -> list[dict]:
 
     A line holds a record when it contains CONSOLE_PREFIX followed by a JSON object with an
     int seq >= 1, a phase of PHASES and a str text (what precedes the prefix, such as a
-    console's timestamp, is ignored); every other line is skipped. A seq that does not grow
-    starts a new run (the VM rebooted and the launcher started again): the records before
-    it are dropped. A repeated seq within a run keeps its first record.
+    console's timestamp, is ignored); every other line is skipped. A record numbered 1 after
+    others starts a new run (the VM rebooted and the launcher started again): the records
+    before it are dropped. A seq seen twice in a run keeps its first record.
     """
     runs: list[dict[int, dict]] = [{}]
-    last = 0
     for line in output.splitlines():
         record = parse_line(line)
         if record is None:
             continue
-        if record["seq"] <= last and record["seq"] not in runs[-1]:
+        if record["seq"] == 1 and runs[-1]:
             runs.append({})
-        elif record["seq"] in runs[-1]:
-            continue
-        runs[-1][record["seq"]] = record
-        last = record["seq"]
+        runs[-1].setdefault(record["seq"], record)
     return [runs[-1][seq] for seq in sorted(runs[-1])]
 
 

@@ -10,9 +10,9 @@ version_added: 0.1.0
 author: ssc-repo2docker developers
 description:
   - Reads the server's console output (Nova's C(os-getConsoleOutput), which any project
-    member may call: no SSH key, no port on the VM) and returns the records the launcher
-    wrote there (C(ssc-r2d:) lines): its phases C(fetching), C(building) (with
-    repo2docker's log, line by line), C(starting), C(ready), or C(failed).
+    member may call; no SSH key, no port on the VM) and returns the records the launcher
+    wrote there (lines starting C(ssc-r2d), its phases C(fetching), C(building) (with
+    repo2docker's log, line by line), C(starting), C(ready), or C(failed)).
   - Fails with the launcher's reason (for a failed build, repo2docker's last error lines)
     when the launcher failed, and with the cloud's fault when the server is in C(ERROR).
   - Meant to be retried in an C(until) loop until I(phase) is C(ready) or the task fails;

@@ -80,8 +80,8 @@ def test_a_failed_build_reports_the_lines_before_repo2dockers_traceback():
 # --- the parser ----------------------------------------------------------------------------
 
 def test_records_are_found_behind_a_console_prefix_and_sorted():
-    output = "\n".join([line(2, "building", "b"), "[ 12.3] " + line(1, "fetching", "f"),
-                        "cloud-init: ok", line(3, "ready", "r")])
+    output = "\n".join(["[ 12.3] " + line(1, "fetching", "f"), line(3, "ready", "r"),
+                        "cloud-init: ok", line(2, "building", "b")])
     records = parse_records(output)
     assert records == [{"seq": 1, "phase": "fetching", "text": "f"},
                        {"seq": 2, "phase": "building", "text": "b"},
@@ -124,9 +124,10 @@ def test_a_log_cut_at_its_start_keeps_what_is_left():
     assert [r["seq"] for r in records] == [41, 42]
 
 
-def test_a_repeated_line_is_one_record():
-    records = parse_records("\n".join([line(1, "fetching", "a"), line(1, "fetching", "a")]))
-    assert len(records) == 1
+def test_a_repeated_number_keeps_its_first_record():
+    records = parse_records("\n".join([line(1, "fetching", "a"), line(2, "building", "b"),
+                                       line(2, "building", "c")]))
+    assert [r["text"] for r in records] == ["a", "b"]
 
 
 # --- the module's arguments ----------------------------------------------------------------
