@@ -157,11 +157,8 @@ BOUNDS = {"ready_timeout": 60, "build_idle_timeout": 30, "build_timeout": 300}
 
 
 def waiting(started: float = 0.0):
-    """The action plugin's state at the first retry of a wait that began at `started`."""
-    plugin = action.ActionModule.__new__(action.ActionModule)
-    plugin._seen, plugin._building_since = 0, None
-    plugin._waiting_since = plugin._progress_at = started
-    return plugin
+    """The action plugin's state of a wait that began at `started`."""
+    return action.Wait(started)
 
 
 def progress(*records) -> dict:
@@ -171,8 +168,8 @@ def progress(*records) -> dict:
 
 def test_a_vm_that_never_reports_ends_at_the_ready_timeout():
     plugin = waiting()
-    assert plugin._over(progress(), BOUNDS, 59) is None
-    assert "did not start within 60 seconds" in plugin._over(progress(), BOUNDS, 61)
+    assert plugin.over(progress(), BOUNDS, 59) is None
+    assert "did not start within 60 seconds" in plugin.over(progress(), BOUNDS, 61)
 
 
 def test_a_build_that_keeps_progressing_outlives_the_ready_timeout():
@@ -180,30 +177,30 @@ def test_a_build_that_keeps_progressing_outlives_the_ready_timeout():
     phases = ["fetching", "building"]
     for now in range(10, 290, 10):
         phases.append("building")
-        assert plugin._over(progress(*phases), BOUNDS, now) is None
-    message = plugin._over(progress(*phases, "building"), BOUNDS, 320)
+        assert plugin.over(progress(*phases), BOUNDS, now) is None
+    message = plugin.over(progress(*phases, "building"), BOUNDS, 320)
     assert "longer than 5 minutes" in message
 
 
 def test_a_build_that_goes_quiet_is_stopped_at_the_idle_timeout():
     plugin = waiting()
-    assert plugin._over(progress("fetching", "building"), BOUNDS, 5) is None
-    assert plugin._over(progress("fetching", "building"), BOUNDS, 30) is None
-    assert "no progress for 30 seconds" in plugin._over(progress("fetching", "building"),
+    assert plugin.over(progress("fetching", "building"), BOUNDS, 5) is None
+    assert plugin.over(progress("fetching", "building"), BOUNDS, 30) is None
+    assert "no progress for 30 seconds" in plugin.over(progress("fetching", "building"),
                                                           BOUNDS, 36)
 
 
 def test_after_a_build_jupyter_gets_the_ready_timeout_again():
     plugin = waiting()
-    assert plugin._over(progress("fetching", "building"), BOUNDS, 50) is None
-    assert plugin._over(progress("fetching", "building", "building"), BOUNDS, 100) is None
-    assert plugin._over(progress("fetching", "building", "building", "starting"), BOUNDS,
+    assert plugin.over(progress("fetching", "building"), BOUNDS, 50) is None
+    assert plugin.over(progress("fetching", "building", "building"), BOUNDS, 100) is None
+    assert plugin.over(progress("fetching", "building", "building", "starting"), BOUNDS,
                         110) is None
-    assert plugin._over(progress("fetching", "building", "building", "starting"), BOUNDS,
+    assert plugin.over(progress("fetching", "building", "building", "starting"), BOUNDS,
                         165) is None
-    assert "did not start" in plugin._over(
+    assert "did not start" in plugin.over(
         progress("fetching", "building", "building", "starting"), BOUNDS, 171)
 
 
 def test_ready_ends_the_wait_whatever_the_time():
-    assert waiting()._over(progress("fetching", "starting", "ready"), BOUNDS, 10**6) is None
+    assert waiting().over(progress("fetching", "starting", "ready"), BOUNDS, 10**6) is None
