@@ -103,17 +103,18 @@ def test_a_vm_the_controller_cannot_reach_ends_the_wait_and_is_deleted(cloud, pr
                            stderr=subprocess.PIPE, text=True)
     try:
         conn = cloud.connect()
-        dropped = False
+        dropped, why = False, "no server"
         while not dropped and run.poll() is None:
             server = conn.compute.find_server("ssc-r2d-noether")
             if server is not None:
                 # packets from outside to Jupyter's port vanish, as behind a broken network
-                dropped = subprocess.run(
+                rule = subprocess.run(
                     ["docker", "exec", f"localcloud-{server.id}", "iptables", "-t", "raw", "-I",
                      "PREROUTING", "-i", "eth0", "-p", "tcp", "--dport", "8888", "-j", "DROP"],
-                    capture_output=True).returncode == 0
+                    capture_output=True, text=True)
+                dropped, why = rule.returncode == 0, rule.stderr
             time.sleep(0.2)
-        assert dropped, "the VM's container never ran"
+        assert dropped, why
         output, _ = run.communicate(timeout=1800)
         assert run.returncode != 0
         message = failure(json.loads(output))
