@@ -50,6 +50,10 @@ SYSTEMD_OPTIONS = {
     "tmpfs": {"/run": "", "/run/lock": ""},
     "cgroupns": "host",
     "stop_signal": "SIGRTMIN+3",
+    # A console, as a cloud's VM has a serial one: Docker gives the container a pty as
+    # /dev/console, what is written there (systemd's and cloud-init's boot messages, the
+    # launcher's records) is the container's log, read back as the server's console output.
+    "tty": True,
 }
 
 
@@ -167,6 +171,11 @@ class Machines:
             except BaseException:
                 _remove_container(container)
                 raise
+
+    def console(self, server_id: str) -> bytes:
+        """Everything written to the server's console since its container was created."""
+        with _errors(f"reading the console of server {server_id}"):
+            return self._get(server_id).logs(stdout=True, stderr=True)
 
     def wait_up(self, server_id: str, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -27,6 +27,7 @@ from localcloud.api import (
     not_found,
     strict,
 )
+from localcloud.machines import MachineError
 from localcloud.store import now
 
 MICROVERSIONS = Microversions("compute", "2.1", "2.104", "X-OpenStack-Nova-API-Version")
@@ -714,7 +715,51 @@ def create_image(cloud, server, argument):
     return accepted()
 
 
-ACTIONS = {"os-stop": stop, "os-start": start, "reboot": reboot, "createImage": create_image}
+# os-getConsoleOutput as Nova answers it (nova/api/openstack/compute/console_output.py and
+# its schema; the compute manager's _tail_log; the libvirt driver's MAX_CONSOLE_BYTES):
+# "length" is the number of lines from the end, -1 or null (or absent) for all; the log is
+# read from its last 100 KiB; control characters other than tab and newline are removed;
+# 409 while the instance has no host yet or is being deleted.
+CONSOLE_OUTPUT = strict({"length": {"type": ["integer", "string", "null"],
+                                    "pattern": "^-?[0-9]+$", "minimum": -1}})
+MAX_CONSOLE_BYTES = 100 * 1024
+CONSOLE_CONTROL = re.compile("[\x00-\x08\x0B-\x1F]")
+
+
+def console_output(cloud, server, argument):
+    if not isinstance(argument, dict) or set(argument) - {"length"} or not valid_length(
+            argument.get("length")):
+        raise bad_request("Invalid input for field/attribute os-getConsoleOutput. Value: "
+                          f"{argument}. 'length' must be an integer of at least -1 or null")
+    if server["task_state"] == "deleting":
+        raise conflict(f"Instance {server['id']} in task_state deleting. Cannot "
+                       "get_console_output while the instance is in this state.")
+    try:
+        log = cloud.machines.console(server["id"])
+    except MachineError as error:
+        raise conflict(f"Instance {server['id']} is not ready") from error
+    return {"output": tail_lines(log[-MAX_CONSOLE_BYTES:], argument.get("length"))}
+
+
+def valid_length(length) -> bool:
+    if length is None:
+        return True
+    if isinstance(length, bool) or not isinstance(length, int | str):
+        return False
+    return re.fullmatch("-?[0-9]+", str(length)) is not None and int(length) >= -1
+
+
+def tail_lines(log: bytes, length) -> str:
+    """The last `length` lines of the log as Nova cuts them (split on newlines: a log that
+    ends with one counts an empty last line); -1 or None = all of it."""
+    text = log.decode(errors="replace")
+    if length is not None and int(length) != -1:
+        text = "\n".join(text.split("\n")[-int(length):]) if int(length) > 0 else ""
+    return CONSOLE_CONTROL.sub("", text)
+
+
+ACTIONS = {"os-stop": stop, "os-start": start, "reboot": reboot, "createImage": create_image,
+           "os-getConsoleOutput": console_output}
 
 
 # --- server metadata, addresses, security groups -------------------------------------------

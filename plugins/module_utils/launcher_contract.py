@@ -14,6 +14,10 @@ This file is the one place these names are written. Who reads them:
   ``LAUNCHER_UNIT``;
 - the role ``user_vm`` (when Jupyter does not come up), through the same lookup in its
   ``vars/main.yml``: it reads ``LAUNCHER_STATE`` and the unit's journal over SSH;
+- the module ``ssc.repo2docker.launch_progress``, which imports this file: it reads the
+  launcher's records, lines ``CONSOLE_PREFIX`` + JSON on the VM's console (Nova's
+  os-getConsoleOutput); the launcher writes them with the same prefix (a unit test holds
+  the two in step);
 - molecule's ``verify.yml`` and the tests on the local cloud.
 
 A snapshot carries the unit as the role wrote it: an image built with other values serves
@@ -33,6 +37,10 @@ LAUNCH_SETTINGS = "/etc/repo2docker-launcher/launch.json"
 JUPYTER_ENV = "/etc/repo2docker-launcher/jupyter.env"
 # How the launch goes, JSON {"phase", "time", ...}, written by the launcher; no secrets.
 LAUNCHER_STATE = "/var/lib/repo2docker-launcher/state.json"
+
+# What starts each of the launcher's records on the VM's console, followed by one JSON object
+# {"seq": 1, 2, ..., "phase": fetching|building|starting|ready|failed, "text": one line}.
+CONSOLE_PREFIX = "ssc-r2d: "
 
 # Every name above by its lowercase name: what the lookup ssc.repo2docker.launcher_contract
 # answers (e.g. lookup('ssc.repo2docker.launcher_contract', 'launch_settings')).

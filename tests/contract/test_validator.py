@@ -178,6 +178,12 @@ VALID = {
                                keypair_create_response(), microversion="2.92"),
     "server stop": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 202,
                             {"os-stop": None}, None),
+    "server console output": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 200,
+                                      {"os-getConsoleOutput": {"length": 50}},
+                                      {"output": "booted\nssc-r2d: {}"}),
+    "server console output, all": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 200,
+                                           {"os-getConsoleOutput": {"length": None}},
+                                           {"output": ""}),
     "server delete": exchange("DELETE", f"/v2.1/servers/{SERVER_ID}", 204),
     "compute discovery": exchange("GET", "/", 200, None, {"versions": []}, microversion=None),
     "refused bad create": exchange("POST", "/v2.1/servers", 400, {"server": {"name": "x"}},
@@ -246,6 +252,9 @@ INVALID = {
     "microversion beyond nova": {**VALID["server show"], "microversion": "2.105"},
     "unknown server action": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 202,
                                       {"os-explode": None}, None),
+    "console output of -2 lines accepted": exchange(
+        "POST", f"/v2.1/servers/{SERVER_ID}/action", 200,
+        {"os-getConsoleOutput": {"length": -2}}, {"output": ""}),
     "volume create with unknown key": exchange(
         "POST", "/v3/volumes", 202, {"volume": {"size": 1, "colour": "red"}},
         service="volumev3", microversion="3.60"),
@@ -306,7 +315,7 @@ def test_valid_samples_pass(contract_python, tmp_path):
     assert flagged(report, "unknown", names) == {}
     assert code == 0
     services = report["services"]
-    assert services["compute"]["checked"] == 7
+    assert services["compute"]["checked"] == 9
     assert services["compute"]["skipped"] == 1
     assert services["volumev3"]["checked"] == 1
     assert services["identity"]["checked"] == 2

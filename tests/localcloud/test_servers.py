@@ -137,6 +137,46 @@ def test_boot_from_volume_with_openstacksdk(cloud, tmp_path):
     assert not cloud.server_containers()
 
 
+def test_console_output_is_what_the_machine_wrote(cloud, tmp_path):
+    """os-getConsoleOutput as Nova answers it: the machine's console (boot messages, and what
+    is written to /dev/console), the last `length` lines, control characters removed; bad
+    lengths refused with 400."""
+    key = new_key(tmp_path)
+    conn = cloud.connect()
+    conn.compute.create_keypair(name="lc-console", public_key=key.with_suffix(".pub")
+                                .read_text())
+    server = conn.compute.create_server(
+        name="lc-console", flavor_id=conn.compute.find_flavor("ssc.tiny").id,
+        image_id=conn.image.find_image("debian-13").id, key_name="lc-console",
+        networks=[{"uuid": conn.network.find_network("private").id}])
+    try:
+        server = conn.compute.wait_for_server(server, wait=600)
+        address = server.addresses["private"][0]["addr"]
+        ssh(address, key, "cloud-init status --wait")
+        ssh(address, key, "printf 'first marker\\n\\033[1mlast marker\\n' | sudo tee /dev/console")
+        whole = conn.compute.get_server_console_output(server)["output"]
+        assert "cloud-init" in whole and "first marker" in whole
+        assert "\x1b" not in whole and "\r" not in whole
+        tail = wait_for(lambda: conn.compute.get_server_console_output(server, length=2)[
+            "output"].strip() or None, timeout=10)
+        assert "last marker" in tail and "first marker" not in tail
+        assert conn.compute.get_server_console_output(server, length=0)["output"] == ""
+        assert conn.compute.get_server_console_output(server, length=-1)["output"] == whole
+        shown = cloud.cli("console", "log", "show", "--lines", "3", "lc-console", parse=False)
+        assert "last marker" in shown
+        for bad in (-2, "two", 1.5):
+            refused = conn.compute.post(f"/servers/{server.id}/action",
+                                        json={"os-getConsoleOutput": {"length": bad}})
+            assert refused.status_code == 400, (bad, refused.text)
+        refused = conn.compute.post(f"/servers/{server.id}/action",
+                                    json={"os-getConsoleOutput": {"lines": 2}})
+        assert refused.status_code == 400
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=300)
+        conn.compute.delete_keypair("lc-console")
+
+
 def test_floating_ip_reaches_the_server(cloud, tmp_path):
     key = new_key(tmp_path)
     conn = cloud.connect()
