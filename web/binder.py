@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
     LaunchRequestError,
+    check,
 )
 from bottle import HTTPResponse, abort, redirect, request, response
 
@@ -73,7 +74,7 @@ def raw_spec(prefix: str) -> str:
     gl links still work, git links only without a ref."""
     uri = request.environ.get("REQUEST_URI") or request.environ.get("RAW_URI")
     path = (uri or quote(request.path)).partition("?")[0].partition("#")[0]
-    if "://" in path.partition("/v")[0]:  # an absolute-form request line
+    if not path.startswith("/"):  # an absolute-form request line: scheme://host/path
         path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
     if not path.startswith(prefix + "/"):
         abort(400, "This Binder link could not be read.")
@@ -270,8 +271,6 @@ def requested_for_stream(provider: str, visitor: Visitor, config: Config) -> Lau
                                                                   "filepath")}
     wanted = binderspec.launch(provider, raw_spec(f"/build/{provider}"), query,
                                config.allowed_hosts, config.allow_http_hosts)
-    from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import check
-
     check(visitor.login, wanted.repo, wanted.ref or None, config.allowed_hosts,
           config.allow_http_hosts)
     return wanted
