@@ -5,7 +5,8 @@ buttons and tools that speak BinderHub's API launch here. Links are read by
 
     GET  /v2/<provider>/<spec>?urlpath=   sign in if needed; straight to Jupyter at that path
                                           when the visitor's VM serves that repository and
-                                          ref, else a confirmation page (a GET starts nothing)
+                                          ref (to the progress of a job starting it), else a
+                                          confirmation page (a GET starts nothing)
     POST /v2/<provider>/<spec>?urlpath=   the confirmation: queue the start job (the app's
                                           CSRF and same-site checks), then its progress
     GET  /jobs/<id>/binder?urlpath=       the job's progress page; once ready, Jupyter there
@@ -107,6 +108,12 @@ def serves(vm: sqlite3.Row | None, wanted: Launch) -> bool:
             and binderspec.same_repo(vm["repo"], wanted.repo) and (vm["ref"] or "") == wanted.ref)
 
 
+def same_start(job: sqlite3.Row, wanted: Launch) -> bool:
+    """Whether `job` (a ``jobs`` row) starts the repository and ref of `wanted`."""
+    return (job["action"] == "start" and binderspec.same_repo(job["repo"], wanted.repo)
+            and (job["ref"] or "") == wanted.ref)
+
+
 def jupyter_at(config: Config, vm: sqlite3.Row | None, path: str) -> str:
     """Where the owner of `vm` opens its Jupyter at `path` (checked): through the proxy,
     ``/vm/<name>?path=`` (its pass, then that path on the VM's host); on a site without the
@@ -140,6 +147,9 @@ def launch_page(provider: str, spec: str, conn: sqlite3.Connection, visitor: Vis
         link = jupyter_at(config, vm, wanted.path)
         if link:
             redirect(link, 303)
+    if job is not None and same_start(job, wanted):
+        redirect(f"{config.base_url}/jobs/{job['id']}/binder?urlpath="
+                 f"{quote(wanted.path, safe='')}", 303)
     other = vm if vm is not None and vm["state"] not in ("", "deleted") and not serves(
         vm, wanted) else None
     return site.render("binder", title="Launch a Binder link", visitor=visitor,
@@ -251,8 +261,7 @@ def build_stream(provider: str, spec: str, conn: sqlite3.Connection, visitor: Vi
     vm, job = db.vm_of(conn, visitor.github_id), db.current_job(conn, visitor.github_id)
     if job is None and serves(vm, wanted) and proxy.jupyter_link(config, vm):
         return [event(ready_event(config, vm, wanted))]
-    if job is not None and not (job["action"] == "start" and binderspec.same_repo(
-            job["repo"], wanted.repo) and (job["ref"] or "") == wanted.ref):
+    if job is not None and not same_start(job, wanted):
         return [event({"phase": "failed", "message": site.JOB_CONFLICT.format(job["id"])
                        + "\n"})]
     if job is None and vm is not None and vm["state"] not in ("", "deleted"):

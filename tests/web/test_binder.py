@@ -80,6 +80,15 @@ def test_confirming_queues_the_start_and_the_progress_opens_jupyter_at_the_path(
     assert opened.headers["Location"] == f"http://10.89.0.9:8888/lab?token={TOKEN}"
 
 
+def test_a_link_whose_start_is_under_way_leads_to_its_progress(alice, site):
+    with site.conn() as conn:
+        job_id = db.enqueue_job(conn, site.user_id("alice"), "alice", "start", SAMPLE, "")
+    answer = alice.get(LINK)
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == f"{site.url}/jobs/{job_id}/binder?urlpath=%2Flab"
+    assert len(site.jobs()) == 1
+
+
 def test_without_csrf_or_from_another_site_nothing_starts(alice, site):
     form = forms(alice.get(LINK).text)[LINK]
     assert alice.post(LINK, {}).status_code == 403
