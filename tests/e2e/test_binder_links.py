@@ -60,12 +60,17 @@ def test_a_binder_link_signs_in_confirms_and_opens_jupyterlab(site, cloud, page)
         expect(page.locator("#jp-main-dock-panel")).to_be_attached(timeout=120_000)
         jobs = user.http.get(site.url + "/", timeout=30).text.count("/jobs/")
 
-        # a BinderHub client on the researcher's session
+        # a BinderHub client on the researcher's session: ready at once for the running VM,
         cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies(site.url)}
         build = f"{site.url}/build/git/{spec}"
+        assert [event["phase"] for event in binder_events(build, cookies)] == ["ready"]
+        # and through a whole launch once the VM is gone
+        assert user.follow(user.delete(), timeout=600)["state"] == "succeeded"
         seen = binder_events(build, cookies)
         ready = seen[-1]
-        assert ready["phase"] == "ready", seen
+        phases = list(dict.fromkeys(event["phase"] for event in seen))
+        assert phases[0] == "waiting" and phases[-1] == "ready" and "failed" not in phases, seen
+        assert "launching" in phases, seen
         assert "token" not in ready["url"] and ready["token"] not in ready["message"]
         opened = requests.get(ready["url"] + "api/status", timeout=30,
                               headers={"Authorization": f"token {ready['token']}"})
@@ -75,6 +80,6 @@ def test_a_binder_link_signs_in_confirms_and_opens_jupyterlab(site, cloud, page)
             "Accept": "text/event-stream", "Origin": "https://evil.example",
             "Sec-Fetch-Site": "cross-site"})
         assert refused.status_code == 403
-        assert user.http.get(site.url + "/", timeout=30).text.count("/jobs/") == jobs
+        assert user.http.get(site.url + "/", timeout=30).text.count("/jobs/") == jobs + 2
     finally:
         delete_vm(cloud, LOGIN)
