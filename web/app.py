@@ -18,6 +18,7 @@ writes nothing at all before GitHub sends a signing-in browser back):
     POST /auth/logout
     GET  /vm/<name>, /proxy/pass, /proxy/auth   the way to a VM through the site's proxy
                                   (web/proxy.py; the last two for nginx, on the VM's host)
+    /v2/…, /build/…, /badge.svg, /binder/link   BinderHub's interface (web/binder.py)
 
 Each route is a function of this module that asks for what it needs by parameter name
 (``conn``, ``visitor``, ``config``, ``github``, ``connect``): :class:`web.plugin.SitePlugin`
@@ -471,6 +472,8 @@ def make_app(config: Config, conn_factory=None) -> Bottle:
     for code in ERROR_CODES:
         app.error(code)(error_page)
     app.add_hook("after_request", security_headers)
-    for method, path, route in ROUTES:
+    from web import binder  # Binder links, badges and event stream (imports this module)
+
+    for method, path, route in (*ROUTES, *binder.routes()):
         app.route(path, method, route)
     return app

@@ -2,12 +2,13 @@
 at a host name of its own per VM, ``<scheme>://<vm name>.<vms_domain>/``, and only the VM's
 owner gets through. The routes here are the proxy's side of the app:
 
-    GET /vm/<name>          (app's origin) the owner's way in: a one-time ticket, and a 303 to
-                            ``<vm url>/_ssc/pass?ticket=…``; sign-in first if needed, 404 for
-                            a VM that is not the visitor's (another user, a signed-out visitor
-                            after signing in)
-    GET /proxy/pass?ticket= (the VM's host: nginx sends ``/_ssc/pass`` here) takes the ticket,
-                            sets the pass cookie for that host only, 303 to ``/``
+    GET /vm/<name>[?path=]  (app's origin) the owner's way in: a one-time ticket, and a 303 to
+                            ``<vm url>/_ssc/pass?ticket=…[&next=<path>]``; sign-in first if
+                            needed, 404 for a VM that is not the visitor's (another user, a
+                            signed-out visitor after signing in)
+    GET /proxy/pass?ticket=[&next=] (the VM's host: nginx sends ``/_ssc/pass`` here) takes
+                            the ticket, sets the pass cookie for that host only, 303 to ``/``
+                            (or to `next`, a path checked as a Binder link's)
     GET /proxy/auth         (nginx ``auth_request``, Host = the VM's host) 200 with
                             ``X-SSC-Upstream: <fixed address>`` and ``X-SSC-Token: <token>``
                             for the VM's owner; 401 without a valid pass (nginx turns it
@@ -35,7 +36,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from bottle import abort, redirect, request, response
 
@@ -200,8 +201,10 @@ def enter(name: str, conn: sqlite3.Connection, visitor: Visitor, config: Config,
     vm = db.vm_of(conn, visitor.github_id)
     if vm is None or vm["name"] != name or not jupyter_link(config, vm):
         abort(404, "There is no such VM among yours, or it is not ready.")
+    path = opened_path(request.query.get("path") or "/")
     ticket = issue_ticket(conn, visitor.session.id, name)
-    redirect(f"{config.vm_url(name).rstrip('/')}{PASS_PATH}?ticket={ticket}", 303)
+    then = f"&next={quote(path, safe='')}" if path != "/" else ""
+    redirect(f"{config.vm_url(name).rstrip('/')}{PASS_PATH}?ticket={ticket}{then}", 303)
 
 
 def take_pass(conn: sqlite3.Connection, config: Config):
@@ -216,7 +219,19 @@ def take_pass(conn: sqlite3.Connection, config: Config):
     pass_id, seconds = taken
     response.set_cookie(pass_cookie(config), pass_id, path="/", httponly=True,
                         samesite="Lax", secure=config.secure_cookies, max_age=seconds)
-    redirect(config.vm_url(name), 303)
+    redirect(config.vm_url(name).rstrip("/") + opened_path(request.query.get("next") or "/"),
+             303)
+
+
+def opened_path(path: str) -> str:
+    """`path` (``/lab/tree/x.ipynb``: where a Binder link opens Jupyter, web/binderspec.py) if
+    it is a plain path of the VM's host; 400 otherwise."""
+    from web.binderspec import BinderSpecError, check_path
+
+    try:
+        return check_path(path)
+    except BinderSpecError as error:
+        abort(400, str(error))
 
 
 def authorize(connect, config: Config, auth_cache: AuthCache) -> str:

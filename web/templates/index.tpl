@@ -78,6 +78,7 @@ phase <strong>{{job['phase']}}</strong>.
 <button type="submit">Start</button>
 </form>
 % end
+% include('binder_form.tpl', default_repo=default_repo)
 </section>
 % if jobs:
 <section aria-labelledby="jobs-heading">
