@@ -43,7 +43,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
 from bottle import HTTPResponse, abort, redirect, request, response
 
 from web import app as site
-from web import auth, binderspec, db, proxy
+from web import auth, binderspec, buildlog, db, proxy
 from web.binderspec import BinderSpecError, Launch
 from web.config import Config
 from web.plugin import CROSS_SITE_REFUSED, Visitor
@@ -227,9 +227,10 @@ def event(data: dict) -> str:
 
 def job_log(conn: sqlite3.Connection, job_id: str, after: int) -> list[dict]:
     """The job's build log records after `after` (a seq), oldest first, each ``{"seq": int,
-    "phase": str, "text": str}``. The one place the stream reads the log; [] until the jobs
-    keep one (a ``job_log`` table)."""
-    return []
+    "phase": str, "text": str}``: the launcher's records the job runner keeps
+    (web/buildlog.py). The one place the stream reads the log."""
+    return [{"seq": line.seq, "phase": line.phase, "text": line.text}
+            for line in buildlog.lines_after(conn, job_id, after)]
 
 
 def same_site_only(config: Config) -> None:
