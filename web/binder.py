@@ -138,8 +138,8 @@ def launch_page(provider: str, spec: str, conn: sqlite3.Connection, visitor: Vis
                 config: Config, github: auth.GitHubSignIn):
     """``GET /v2/<provider>/<spec>``: straight to Jupyter, or the confirmation page."""
     wanted = requested(provider, "/v2", config)
-    if not visitor.signed_in:
-        site.begin_sign_in(conn, config, github, raw_request_path())
+    if not visitor.signed_in or visitor.membership_stale:
+        site.begin_sign_in(config, github, raw_request_path())
     site.allowed_only(visitor, config)
     site.validated(visitor, config, wanted.repo, wanted.ref)
     vm, job = db.vm_of(conn, visitor.github_id), db.current_job(conn, visitor.github_id)

@@ -37,7 +37,7 @@ HTTP_HOSTS = ("10.89.0.1:8770",)
     ("git", "https%3A%2F%2Fcodeberg.org%2Fowner%2Frepo/HEAD",
      "https://codeberg.org/owner/repo", ""),
     ("git", "https%3A%2F%2Fcodeberg.org%2Fowner%2Frepo.git/v2",
-     "https://codeberg.org/owner/repo.git", "v2"),
+     "https://codeberg.org/owner/repo", "v2"),
     ("git", "https%3A%2F%2Fgithub.com%2Fowner%2Frepo/release%2F1.x",
      "https://github.com/owner/repo", "release/1.x"),
     ("git", "https%3A%2F%2Fgit.example.org%3A8443%2Fgit%2Fa%2Fb/main",
