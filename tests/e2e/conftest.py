@@ -4,13 +4,16 @@ GitHub stand-in for sign-in. Each test gets its own site (directory, port, datab
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 
+import openstack.exceptions
 import pytest
 
 from localcloud.config import Config as CloudConfig
 from localcloud.site import LocalSite
-from tests.helpers import VAR
+from tests.helpers import BOOT_VOLUME, VAR
 
 
 def free_port() -> int:
@@ -42,10 +45,25 @@ def site(make_site) -> LocalSite:
     return make_site()
 
 
-def delete_vm(cloud, login: str) -> None:
+def delete_vm(cloud, login: str, timeout: float = 300) -> None:
     """Take a test's VM away, whatever the test left (the playbook's own clean-up is tested
-    elsewhere)."""
+    elsewhere): its floating IPs (from Neutron), the server, and its boot volumes, both the
+    one Nova deletes after the server (waited for) and any a cut-off create left (marked
+    with the VM's name by ssc.repo2docker.user_server)."""
     conn = cloud.connect()
-    server = conn.compute.find_server(f"ssc-r2d-{login}", ignore_missing=True)
+    name = f"ssc-r2d-{login}"
+    server = conn.compute.find_server(name, ignore_missing=True)
     if server is not None:
-        conn.delete_server(server.id, wait=True, delete_ips=True)
+        for port in conn.network.ports(device_id=server.id):
+            for ip in conn.network.ips(port_id=port.id):
+                conn.network.delete_ip(ip, ignore_missing=True)
+        conn.delete_server(server.id, wait=True, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while left := [v for v in conn.block_storage.volumes(details=True)
+                   if (v.metadata or {}).get(BOOT_VOLUME["BOOT_VOLUME_OF"]) == name]:
+        for volume in left:
+            if volume.status in BOOT_VOLUME["DELETABLE"]:
+                with contextlib.suppress(openstack.exceptions.BadRequestException):
+                    conn.block_storage.delete_volume(volume, ignore_missing=True)
+        assert time.monotonic() < deadline, [(v.id, v.status) for v in left]
+        time.sleep(0.5)
