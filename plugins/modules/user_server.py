@@ -433,7 +433,9 @@ class UserServerModule(OpenStackModule):
             for ip in self.conn.network.ips(port_id=port.id):
                 self.conn.network.delete_ip(ip, ignore_missing=True)
         self.conn.delete_server(server["id"], wait=True, timeout=self.params["timeout"])
-        marked = [v["id"] for v in marked_for(self._volumes(), server["name"])]
+        # not the boot volume of another server of that name (a cull deletes by id)
+        marked = [v["id"] for v in marked_for(self._volumes(), server["name"])
+                  if all(a.get("server_id") == server["id"] for a in v.get("attachments") or [])]
         volumes = list(dict.fromkeys(described["volumes"] + marked))
         return {"server": described, "volumes_deleted": self._remove_volumes(volumes)}
 
