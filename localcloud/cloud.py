@@ -10,6 +10,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -294,15 +295,33 @@ class Cloud:
         self.machines.delete(server_id)
         if server.get("disk_volume") and not server.get("boot_volume"):
             self.machines.delete_volume(server["disk_volume"])
+        doomed = []
         for attachment in server["volumes"]:
             if attachment["delete_on_termination"]:
-                self.delete_volume_now(attachment["id"])
+                # Nova's compute manager asks Cinder to delete the volume before it destroys
+                # the instance record; Cinder's volume service deletes it afterwards, so the
+                # server is gone while the volume is still `deleting` (a delete of it now
+                # gets Cinder's 400).
+                self.store.update("volumes", attachment["id"], status="deleting",
+                                  attachments=[], updated_at=now())
+                doomed.append(attachment["id"])
             else:
                 self.store.update("volumes", attachment["id"], status="available",
                                   attachments=[], updated_at=now())
         self.release_port(server["port_id"])
         self.store.delete("servers", server_id)
         self.enforce_security_groups()  # rules naming a remote group lose its address
+        for volume_id in doomed:
+            self.workers.submit(self._delete_volume_later, volume_id)
+
+    def _delete_volume_later(self, volume_id: str) -> None:
+        """Cinder's asynchronous delete of a boot volume Nova deleted with its server."""
+        time.sleep(self.config.nova_volume_delete_delay)
+        try:
+            self.delete_volume_now(volume_id)
+        except Exception:
+            log.exception("deleting volume %s failed", volume_id)
+            self.store.update("volumes", volume_id, status="error_deleting", updated_at=now())
 
     def power(self, server_id: str, action: str) -> None:
         """Stop, start or reboot, asynchronously, as Nova does."""

@@ -22,6 +22,13 @@ class Config:
     username: str = "demo"
     password: str = field(default="", repr=False)
     quotas: dict = field(default_factory=dict)
+    # Timing copied from the real services (docs in localcloud/README.md):
+    # seconds a boot volume with delete_on_termination stays `deleting` after its server is
+    # gone (Nova asks Cinder to delete it; Cinder's driver finishes later)
+    nova_volume_delete_delay: float = 2.0
+    # seconds before a floating IP associated through Neutron shows in Nova's `addresses`
+    # (Neutron notifies Nova, which then refreshes its network info cache)
+    nova_floating_ip_delay: float = 2.0
 
     @property
     def gateway(self) -> str:
@@ -59,4 +66,7 @@ def from_environment(var_dir: Path | None = None) -> Config:
         values["var_dir"] = Path(os.environ["LOCALCLOUD_VAR_DIR"])
     if "LOCALCLOUD_PORT" in os.environ:
         values["port"] = int(os.environ["LOCALCLOUD_PORT"])
+    for name in ("nova_volume_delete_delay", "nova_floating_ip_delay"):
+        if f"LOCALCLOUD_{name.upper()}" in os.environ:
+            values[name] = float(os.environ[f"LOCALCLOUD_{name.upper()}"])
     return Config(**values)

@@ -1,6 +1,7 @@
 """Neutron v2.0: networks, subnets, ports, security groups and rules, floating IPs, routers."""
 
 import ipaddress
+import time
 
 import bottle
 
@@ -440,9 +441,13 @@ def make_app(cloud) -> bottle.Bottle:
         if port["device_id"] and store.get("servers", port["device_id"]):
             cloud.machines.attach_floating_ip(port["device_id"],
                                               floating["floating_ip_address"])
+        # Nova lists it in the server's addresses only once Neutron's network-changed event
+        # has made it refresh its network info cache: a moment later (nova.py, addresses())
+        in_nova_at = time.time() + cloud.config.nova_floating_ip_delay
         return store.update("floatingips", floating["id"], port_id=port_id,
                             fixed_ip_address=fixed_ip or port["fixed_ips"][0]["ip_address"],
-                            router_id=routers()[0]["id"], status="ACTIVE", updated_at=now())
+                            router_id=routers()[0]["id"], status="ACTIVE", updated_at=now(),
+                            in_nova_at=in_nova_at)
 
     @app.put("/v2.0/floatingips/<floating_id>", op="floatingip.update")
     def update_floating_ip(floating_id):

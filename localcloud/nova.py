@@ -10,6 +10,7 @@ import hashlib
 import re
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import bottle
@@ -363,7 +364,9 @@ def addresses(cloud, server: dict) -> dict:
                 "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]} for ip in port["fixed_ips"]]
     entries += [{"version": 4, "addr": f["floating_ip_address"],
                  "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": port["mac_address"]}
-                for f in cloud.store.find("floatingips", port_id=port["id"])]
+                for f in cloud.store.find("floatingips", port_id=port["id"])
+                # Nova's network info cache has it once Neutron has notified Nova
+                if f.get("in_nova_at", 0) <= time.time()]
     return {network["name"]: entries}
 
 

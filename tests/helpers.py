@@ -23,6 +23,9 @@ RECORD = ROOT / "var" / "test-record.jsonl"
 # one file that holds them.
 LAUNCHER_CONTRACT = runpy.run_path(
     str(ROOT / "plugins" / "module_utils" / "launcher_contract.py"))["CONTRACT"]
+# How ssc.repo2docker.user_server marks a boot volume it made before its server
+# (boot_volume_metadata, BOOT_VOLUME_OF) and the statuses Cinder deletes (DELETABLE).
+BOOT_VOLUME = runpy.run_path(str(ROOT / "plugins" / "module_utils" / "boot_volume.py"))
 
 
 @dataclass
@@ -131,3 +134,20 @@ def process_tree(marker: str) -> set[str]:
         if not more:
             return found
         found |= more
+
+
+def run_module(env: dict, module: str, args: dict, timeout: float = 1800) -> dict:
+    """One run of a module of the collection, as `ansible localhost -m module -a args` with
+    the project's venv as the interpreter: the task's result (ansible.posix.json's)."""
+    result = subprocess.run(
+        [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={BIN / 'python'}", "-m", module,
+         "-a", json.dumps(args)],
+        env={**env, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+             "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    try:
+        output = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise AssertionError(result.stdout[-4000:] + result.stderr[-4000:]) from None
+    return output["plays"][0]["tasks"][0]["hosts"]["localhost"]

@@ -13,8 +13,19 @@ description:
     server with its volumes and floating IPs.
   - The user-data is built here from structured options, as data (JSON, never a template),
     and the token is a C(no_log) option, so it stays out of logs and job events.
+  - With I(volume_size), the boot volume is made first (from I(image), marked in its
+    metadata C(ssc_r2d_boot_volume_of=<name>) and C(ssc_r2d_boot_image=<image id>)), then
+    the server boots from it and Nova deletes it with the server. A run cut off while Cinder
+    copies the image leaves that volume; the next run boots from it if it is of the same
+    image and size, and deletes other marked volumes first.
   - A create that fails deletes what it made (server, boot volume, floating IP) before
     failing with the cloud's own message.
+  - Addresses come from Neutron (the server's ports and their floating IPs), not from Nova's
+    C(addresses), which lists a new floating IP only once Neutron has notified Nova.
+  - I(state=absent) deletes the server's floating IPs, then the server, waits (up to
+    I(timeout)) for Nova's own delete of its boot volume, and deletes the volumes still
+    there (attached ones Nova did not delete, marked ones a cut-off create left); with no
+    server, it deletes the marked volumes left without one.
   - An existing server of that name is not created again; whether it serves the wanted
     repository is the caller's decision (compare I(metadata)). One that an earlier run, cut
     off, left building is waited for until ACTIVE and given its floating IP if it lacks one;
@@ -127,11 +138,15 @@ server:
       description: Server metadata.
       type: dict
     fixed_ip:
-      description: The server's address on I(network).
+      description: The server's address on I(network) (from its Neutron port).
       type: str
     floating_ip:
-      description: Its floating IP, if any.
+      description: Its floating IP, if any (from Neutron).
       type: str
+    floating_ips:
+      description: All floating IPs on its ports (from Neutron).
+      type: list
+      elements: str
     address:
       description: The address users reach (floating IP if any, else the fixed one).
       type: str
@@ -146,6 +161,12 @@ existed:
   description: Whether the server was there before this task.
   returned: always
   type: bool
+volumes_deleted:
+  description: Ids of the volumes this task deleted itself (Nova deletes a boot volume
+    with delete_on_termination on its own; those are not listed).
+  returned: when state is absent
+  type: list
+  elements: str
 """
 
 import json
@@ -153,11 +174,21 @@ import re
 import time
 from typing import ClassVar
 
+import openstack.exceptions
 from ansible_collections.openstack.cloud.plugins.module_utils.openstack import OpenStackModule
+from ansible_collections.ssc.repo2docker.plugins.module_utils.boot_volume import (
+    DELETABLE,
+    boot_volume_metadata,
+    boot_volume_plan,
+    marked_for,
+)
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launcher_contract import (
     JUPYTER_ENV,
     LAUNCH_SETTINGS,
     LAUNCHER_UNIT,
+)
+from ansible_collections.ssc.repo2docker.plugins.module_utils.server_address import (
+    server_addresses,
 )
 
 TOKEN = re.compile(r"[A-Za-z0-9]{32,128}")
@@ -165,6 +196,7 @@ COMMIT = re.compile(r"[0-9a-f]{40}")
 # Statuses a server leaves by itself for ACTIVE: an existing server in one is waited for.
 SETTLING = frozenset({"BUILD", "REBUILD", "REBOOT", "HARD_REBOOT", "MIGRATING", "RESIZE",
                       "VERIFY_RESIZE", "REVERT_RESIZE", "PASSWORD", "UNKNOWN"})
+POLL = 1  # seconds between two looks at a server or volume while waiting
 
 
 def user_data(launch: dict, token: str) -> str:
@@ -185,31 +217,6 @@ def user_data(launch: dict, token: str) -> str:
                    ["systemctl", "start", "--no-block", LAUNCHER_UNIT]],
     }
     return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
-
-
-def addresses_of(server, network: str | None) -> dict:
-    """The fixed address (on `network` when it is listed by name), the floating one, and
-    the one users reach."""
-    entries = [(name, entry) for name, listed in (server.get("addresses") or {}).items()
-               for entry in listed]
-    entries.sort(key=lambda pair: pair[0] != network)
-    fixed = [e["addr"] for _, e in entries if e.get("OS-EXT-IPS:type") == "fixed"]
-    floating = [e["addr"] for _, e in entries if e.get("OS-EXT-IPS:type") == "floating"]
-    fixed_ip = fixed[0] if fixed else None
-    floating_ip = floating[0] if floating else None
-    return {"fixed_ip": fixed_ip, "floating_ip": floating_ip, "address": floating_ip or fixed_ip}
-
-
-def describe(server, network: str | None) -> dict:
-    image = server.get("image") or {}
-    return {
-        "id": server["id"], "name": server["name"], "status": server["status"],
-        "metadata": dict(server.get("metadata") or {}),
-        "image": image.get("id") if isinstance(image, dict) else None,
-        "volumes": [v["id"] for v in server.get("attached_volumes")
-                    or server.get("volumes") or []],
-        **addresses_of(server, network),
-    }
 
 
 class UserServerModule(OpenStackModule):
@@ -237,15 +244,34 @@ class UserServerModule(OpenStackModule):
         name = self.params["name"]
         server = self.conn.get_server(name)
         if self.params["state"] == "absent":
-            self.exit_json(changed=server is not None, existed=server is not None,
-                           **({} if server is None or self.ansible.check_mode
-                              else self._delete(server)))
+            self._absent(server)
         if server is not None:
             self.exit_json(existed=True, **self._settle(server))
         self._check_launch()
         if self.ansible.check_mode:
             self.exit_json(changed=True, existed=False)
         self.exit_json(changed=True, existed=False, server=self._create())
+
+    def _absent(self, server) -> None:
+        """Delete the server with its floating IPs and volumes; with no server, the boot
+        volumes a cut-off create left for this name."""
+        if server is None:
+            left = [v["id"] for v in marked_for(self._volumes(), self.params["name"])
+                    if v["status"] != "deleting"]
+            if self.ansible.check_mode or not left:
+                self.exit_json(changed=bool(left), existed=False, volumes_deleted=[])
+            try:
+                deleted = self._remove_volumes(left)
+            except Exception as error:
+                self.fail_json(msg=f"Deleting the volumes left for the VM "
+                               f"{self.params['name']} failed: {error}")
+            self.exit_json(changed=True, existed=False, volumes_deleted=deleted)
+        if self.ansible.check_mode:
+            self.exit_json(changed=True, existed=True, server=self._describe(server))
+        try:
+            self.exit_json(changed=True, existed=True, **self._delete(server))
+        except Exception as error:
+            self.fail_json(msg=f"Deleting the VM {self.params['name']} failed: {error}")
 
     def _check_launch(self) -> None:
         missing = [key for key in ("image", "flavor", "network", "launch", "token")
@@ -265,14 +291,15 @@ class UserServerModule(OpenStackModule):
         params = self.params
         pool = params["floating_ip_pool"] or None
         try:
+            if params["volume_size"] > 0:
+                boot = dict(boot_volume=self._boot_volume(), terminate_volume=True)
+            else:
+                boot = dict(image=params["image"])
             server = self.conn.create_server(
-                name=params["name"], image=params["image"], flavor=params["flavor"],
+                name=params["name"], flavor=params["flavor"],
                 network=params["network"], security_groups=params["security_groups"],
-                key_name=params["key_name"] or None,
-                boot_from_volume=params["volume_size"] > 0,
-                volume_size=params["volume_size"] or None, terminate_volume=True,
-                auto_ip=False, meta=params["metadata"],
-                userdata=user_data(params["launch"], params["token"]), wait=False)
+                key_name=params["key_name"] or None, auto_ip=False, meta=params["metadata"],
+                userdata=user_data(params["launch"], params["token"]), wait=False, **boot)
             self._wait_until_active(server["id"])
             if pool:
                 self._attach_floating_ip(server, pool)
@@ -280,6 +307,22 @@ class UserServerModule(OpenStackModule):
             self._clean_up_after_failure()
             self.fail_json(msg=f"Creating the VM {params['name']} failed: {error}")
         return self._describe(self.conn.get_server(server["id"]))
+
+    def _boot_volume(self) -> str:
+        """The id of an available boot volume for the server: one a cut-off run left (same
+        image and size), or a new one from the image. Other volumes marked for this server
+        are deleted first."""
+        name, size = self.params["name"], self.params["volume_size"]
+        image = self.conn.image.find_image(self.params["image"], ignore_missing=False)
+        plan = boot_volume_plan(self._volumes(), name, image.id, size)
+        self._remove_volumes(plan["wait"] + plan["delete"])
+        volume_id = plan["adopt"]
+        if volume_id is None:
+            volume_id = self.conn.block_storage.create_volume(
+                size=size, image_id=image.id, name=name,
+                metadata=boot_volume_metadata(name, image.id)).id
+        self._wait_for_volume(volume_id)
+        return volume_id
 
     def _settle(self, server) -> dict:
         """An existing server as a run that made it would leave it: a run cut off before
@@ -296,17 +339,37 @@ class UserServerModule(OpenStackModule):
                                    + ": delete it (state=absent), then create it again")
             server = self.conn.get_server(server["id"])
             pool = self.params["floating_ip_pool"]
-            attach = bool(pool) and not describe(server, self.params["network"])["floating_ip"]
+            # Neutron's view: Nova's addresses may not list a floating IP attached just now
+            attach = bool(pool) and not self._addresses(server["id"])["floating_ips"]
             if attach:
                 self._attach_floating_ip(server, pool)
-                server = self.conn.get_server(server["id"])
         except Exception as error:
             self.fail_json(msg=f"The VM {self.params['name']} exists but is not usable: {error}")
         return {"changed": attach, "server": self._describe(server)}
 
+    def _addresses(self, server_id: str) -> dict:
+        """server_addresses() of the server, read from Neutron."""
+        ports = [port.to_dict() for port in self.conn.network.ports(device_id=server_id)]
+        floating = [ip.to_dict() for port in ports
+                    for ip in self.conn.network.ips(port_id=port["id"])]
+        network_id = None
+        if self.params["network"]:
+            network = self.conn.network.find_network(self.params["network"])
+            network_id = network.id if network is not None else None
+        return server_addresses(ports, floating, network_id)
+
     def _describe(self, server) -> dict:
-        """describe(), with the image a volume-backed server booted from (Nova shows none)."""
-        described = describe(server, self.params["network"])
+        """The server as returned: Nova's fields, Neutron's addresses, and the image it booted
+        from (for a volume-backed server, from its boot volume: Nova shows none)."""
+        image = server.get("image") or {}
+        described = {
+            "id": server["id"], "name": server["name"], "status": server["status"],
+            "metadata": dict(server.get("metadata") or {}),
+            "image": image.get("id") if isinstance(image, dict) else None,
+            "volumes": [v["id"] for v in server.get("attached_volumes")
+                        or server.get("volumes") or []],
+            **self._addresses(server["id"]),
+        }
         for volume_id in described["volumes"]:
             if described["image"]:
                 break
@@ -326,8 +389,21 @@ class UserServerModule(OpenStackModule):
             if server.status == "ERROR":
                 fault = (server.fault or {}).get("message") or "it went to ERROR"
                 raise RuntimeError(f"the cloud reports: {fault}")
-            time.sleep(1)
+            time.sleep(POLL)
         raise RuntimeError(f"it was not ACTIVE after {self.params['timeout']} s")
+
+    def _wait_for_volume(self, volume_id: str) -> None:
+        """Until the volume is available (Cinder copies the image meanwhile: creating, then
+        downloading), or fail with its status."""
+        deadline = time.monotonic() + self.params["timeout"]
+        while time.monotonic() < deadline:
+            status = self.conn.block_storage.get_volume(volume_id).status
+            if status == "available":
+                return
+            if status.startswith("error"):
+                raise RuntimeError(f"the cloud could not make its boot volume ({status})")
+            time.sleep(POLL)
+        raise RuntimeError(f"its boot volume was not available after {self.params['timeout']} s")
 
     def _attach_floating_ip(self, server, pool: str) -> None:
         """A new floating IP from the pool on the server's port (Neutron's API)."""
@@ -342,21 +418,60 @@ class UserServerModule(OpenStackModule):
             server = self.conn.get_server(self.params["name"])
             if server is not None:
                 self._delete(server)
+            else:
+                self._remove_volumes([v["id"] for v in marked_for(self._volumes(),
+                                                                  self.params["name"])])
         except Exception as error:
             self.fail_json(msg=f"Creating the VM {self.params['name']} failed, and so did "
                            f"deleting what was made: {error}")
 
     def _delete(self, server) -> dict:
-        described = describe(server, self.params["network"])
-        volumes = described["volumes"]
-        self.conn.delete_server(server["id"], wait=True, timeout=self.params["timeout"],
-                                delete_ips=True)
-        for volume_id in volumes:
-            volume = self.conn.block_storage.find_volume(volume_id, ignore_missing=True)
-            if volume is not None:
-                self.conn.block_storage.delete_volume(volume, ignore_missing=True)
-                self.conn.block_storage.wait_for_delete(volume, wait=self.params["timeout"])
-        return {"server": described}
+        """Floating IPs, then the server (waited for), then its volumes and the ones marked
+        for it. Returns ``server`` (as it was) and ``volumes_deleted``."""
+        described = self._describe(server)
+        for port in self.conn.network.ports(device_id=server["id"]):
+            for ip in self.conn.network.ips(port_id=port.id):
+                self.conn.network.delete_ip(ip, ignore_missing=True)
+        self.conn.delete_server(server["id"], wait=True, timeout=self.params["timeout"])
+        # not the boot volume of another server of that name (a cull deletes by id)
+        marked = [v["id"] for v in marked_for(self._volumes(), server["name"])
+                  if all(a.get("server_id") == server["id"] for a in v.get("attachments") or [])]
+        volumes = list(dict.fromkeys(described["volumes"] + marked))
+        return {"server": described, "volumes_deleted": self._remove_volumes(volumes)}
+
+    def _volumes(self) -> list[dict]:
+        """The project's volumes, Cinder's detail view."""
+        return [volume.to_dict() for volume in self.conn.block_storage.volumes(details=True)]
+
+    def _remove_volumes(self, volume_ids: list[str]) -> list[str]:
+        """Until none of the volumes is left (bounded by the timeout): those Cinder can delete
+        (available, error) are deleted; those Nova deletes with their server (status
+        deleting) or Cinder is still making are waited for. Nova deletes a boot volume with
+        delete_on_termination after the server is gone, asynchronously; deleting it again
+        meanwhile gets Cinder's 400 ("Volume status must be available or error…"), so a
+        400 here means someone else deletes it: wait. Returns the ids deleted here."""
+        pending, deleted = set(volume_ids), []
+        deadline = time.monotonic() + self.params["timeout"]
+        while pending:
+            for volume_id in sorted(pending):
+                try:
+                    volume = self.conn.block_storage.get_volume(volume_id)
+                except openstack.exceptions.NotFoundException:
+                    pending.discard(volume_id)
+                    continue
+                if volume.status in DELETABLE:
+                    try:
+                        self.conn.block_storage.delete_volume(volume_id)
+                        deleted.append(volume_id)
+                    except openstack.exceptions.BadRequestException:
+                        pass  # it changed status meanwhile (Nova deletes it): look again
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"volumes {', '.join(sorted(pending))} were still there "
+                                   f"after {self.params['timeout']} s")
+            time.sleep(POLL)
+        return list(dict.fromkeys(deleted))
 
 
 def main():

@@ -4,13 +4,17 @@ GitHub stand-in for sign-in. Each test gets its own site (directory, port, datab
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import time
 
+import openstack.exceptions
 import pytest
 
+from localcloud import github
 from localcloud.config import Config as CloudConfig
 from localcloud.site import LocalSite
-from tests.helpers import VAR
+from tests.helpers import BOOT_VOLUME, VAR
 
 
 def free_port() -> int:
@@ -51,10 +55,33 @@ def find_vm(cloud, login: str):
     return None
 
 
-def delete_vm(cloud, login: str) -> None:
+def vm_name_of(cloud, login: str) -> str:
+    """The name of the VM of the stand-in's user `login`: ``ssc-r2d-<their account id>``
+    (roles/user_vm names VMs by id); AssertionError if the stand-in has no such user."""
+    account = github.Accounts(cloud.var_dir / "github" / "accounts.json").user(login)
+    assert account is not None, f"the GitHub stand-in has no user {login}"
+    return f"ssc-r2d-{account['id']}"
+
+
+def delete_vm(cloud, login: str, timeout: float = 300) -> None:
     """Take a test's VM away, whatever the test left (the playbook's own clean-up is tested
-    elsewhere)."""
+    elsewhere): its floating IPs (from Neutron), the server, and its boot volumes, both the
+    one Nova deletes after the server (waited for) and any a cut-off create left (marked
+    with the VM's name by ssc.repo2docker.user_server)."""
     conn = cloud.connect()
     server = find_vm(cloud, login)
+    name = server.name if server is not None else vm_name_of(cloud, login)
     if server is not None:
-        conn.delete_server(server.id, wait=True, delete_ips=True)
+        for port in conn.network.ports(device_id=server.id):
+            for ip in conn.network.ips(port_id=port.id):
+                conn.network.delete_ip(ip, ignore_missing=True)
+        conn.delete_server(server.id, wait=True, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while left := [v for v in conn.block_storage.volumes(details=True)
+                   if (v.metadata or {}).get(BOOT_VOLUME["BOOT_VOLUME_OF"]) == name]:
+        for volume in left:
+            if volume.status in BOOT_VOLUME["DELETABLE"]:
+                with contextlib.suppress(openstack.exceptions.BadRequestException):
+                    conn.block_storage.delete_volume(volume, ignore_missing=True)
+        assert time.monotonic() < deadline, [(v.id, v.status) for v in left]
+        time.sleep(0.5)

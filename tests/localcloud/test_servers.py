@@ -133,6 +133,8 @@ def test_boot_from_volume_with_openstacksdk(cloud, tmp_path):
     conn.compute.delete_server(server)
     conn.compute.wait_for_delete(server, wait=300)
     conn.compute.delete_keypair("lc-bfv")
+    # as Nova does: the boot volume is deleted after the server is gone (`deleting` meanwhile)
+    conn.block_storage.wait_for_delete(volume, wait=300)
     assert conn.block_storage.find_volume(attached["id"]) is None
     assert not cloud.server_containers()
 
@@ -188,8 +190,15 @@ def test_floating_ip_reaches_the_server(cloud, tmp_path):
     floating = conn.network.create_ip(floating_network_id=public.id)
     port = next(conn.network.ports(device_id=server.id))
     conn.network.update_ip(floating, port_id=port.id)
-    shown = conn.compute.get_server(server.id)
-    kinds = {a["OS-EXT-IPS:type"]: a["addr"] for a in shown.addresses["private"]}
+    # as with real Neutron and Nova: Neutron has it at once, Nova's addresses a moment later
+    assert conn.network.get_ip(floating.id).port_id == port.id
+    deadline = time.monotonic() + 60
+    while True:
+        shown = conn.compute.get_server(server.id)
+        kinds = {a["OS-EXT-IPS:type"]: a["addr"] for a in shown.addresses["private"]}
+        if "floating" in kinds or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert kinds["floating"] == floating.floating_ip_address
     assert ssh(floating.floating_ip_address, key, "hostname").strip() == "lc-fip"
     conn.delete_server("lc-fip", wait=True, timeout=300)
