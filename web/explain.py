@@ -51,7 +51,9 @@ NOT_PUBLIC = re.compile(r"(?i)repository not found|could not read username|authe
                         r"|returned error: 40[134]|\b404\b|not found")
 NO_HOST = re.compile(r"(?i)could not resolve host|connection (?:timed out|refused)"
                      r"|failed to connect|timed out")
-REF_NOT_FOUND = re.compile(r"ref '([^']*)' not found in|no ref named")
+# git_ref's messages (plugins/modules/git_ref.py), older and current wording
+REF_NOT_FOUND = re.compile(r"ref '([^']*)' not found in|no ref named"
+                           r"|no branch, tag or commit named '([^']*)'")
 DEFAULT_BRANCH = re.compile(r"default branch(?: is)? '?([\w./-]+?)'?(?=[\s.,;)]|$)")
 ANOTHER_VM = re.compile(r"already has a VM for\s+(.*?)\s*: delete it first")
 WITHIN = re.compile(r"did not answer within (\d+) s")
@@ -166,7 +168,7 @@ def duration(seconds: int) -> str:
 def ref_not_found(msg: str, repo: str, ref: str) -> str:
     """The branch or tag does not exist: name it, and the default branch when known."""
     found = REF_NOT_FOUND.search(msg)
-    name = ref or (found.group(1) if found and found.group(1) else "")
+    name = ref or (found.group(1) or found.group(2) or "" if found else "")
     default = DEFAULT_BRANCH.search(msg)
     where = f" in {repo}" if repo else ""
     said = (f"There is no branch or tag named '{name}'{where}." if name and name != "HEAD"

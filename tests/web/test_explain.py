@@ -118,6 +118,8 @@ def test_another_vm():
     (f"ref 'mian' not found in {REPO}: no ref named refs/heads/mian; the default branch is "
      "'main'", "main"),
     (f"ref 'mian' not found in {REPO}: its default branch is main.", "main"),
+    # git_ref's wording now
+    (f"no branch, tag or commit named 'mian' in {REPO}; its default branch is 'main'", "main"),
 ])
 def test_a_branch_or_tag_that_does_not_exist(msg, default):
     message = failed("Resolve the ref to a commit", "ssc.repo2docker.git_ref", msg, ref="mian")
