@@ -50,9 +50,17 @@ def playbook(*extra: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
+# The bench users' (made-up) GitHub account ids: VMs are named ssc-r2d-<id>.
+USER_IDS = {"bench-broken": 90002, "bench-hit": 90003}
+
+
+def who(user: str) -> tuple[str, ...]:
+    return ("-e", f"user_id={USER_IDS[user]}", "-e", f"user={user}")
+
+
 def delete(user: str) -> None:
-    subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks/user_vm.yml"), "-e",
-                    f"user={user}", "-e", "state=absent"], env=env(), cwd=ROOT,
+    subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks/user_vm.yml"),
+                    *who(user), "-e", "state=absent"], env=env(), cwd=ROOT,
                    stdout=subprocess.DEVNULL, check=False)
 
 
@@ -80,10 +88,10 @@ def failing_build() -> None:
             DOCKERFILE.read_text() + "RUN echo this step fails >&2 && exit 3\n")
         url = subprocess.run([str(BIN / "localcloud"), "publish", "bench/broken-build", source],
                              check=True, capture_output=True, text=True).stdout.strip()
-    watch = ConsoleWatch("ssc-r2d-bench-broken")
+    watch = ConsoleWatch(f"ssc-r2d-{USER_IDS['bench-broken']}")
     watch.start()
     start = time.monotonic()
-    run = playbook("-e", "user=bench-broken", "-e", f"repo={url}")
+    run = playbook(*who("bench-broken"), "-e", f"repo={url}")
     run.wait()
     end = time.monotonic()
     watch.stop.set()
@@ -99,7 +107,7 @@ def failing_build() -> None:
 
 def cache_hit() -> None:
     start = time.monotonic()
-    run = playbook("-e", "user=bench-hit", "-e", f"repo={SAMPLE}")
+    run = playbook(*who("bench-hit"), "-e", f"repo={SAMPLE}")
     run.wait()
     print(f"cache hit: start -> Jupyter answering {time.monotonic() - start:.1f} s "
           f"(exit {run.returncode})")

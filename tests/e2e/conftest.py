@@ -55,12 +55,17 @@ def find_vm(cloud, login: str):
     return None
 
 
-def vm_name_of(cloud, login: str) -> str:
-    """The name of the VM of the stand-in's user `login`: ``ssc-r2d-<their account id>``
-    (roles/user_vm names VMs by id); AssertionError if the stand-in has no such user."""
+def account_id(cloud, login: str) -> int:
+    """The GitHub stand-in's account id of the user `login`; AssertionError if it has none."""
     account = github.Accounts(cloud.var_dir / "github" / "accounts.json").user(login)
     assert account is not None, f"the GitHub stand-in has no user {login}"
-    return f"ssc-r2d-{account['id']}"
+    return account["id"]
+
+
+def vm_name_of(cloud, login: str) -> str:
+    """The name of the VM of the stand-in's user `login`: ``ssc-r2d-<their account id>``
+    (roles/user_vm names VMs by id)."""
+    return f"ssc-r2d-{account_id(cloud, login)}"
 
 
 def delete_vm(cloud, login: str, timeout: float = 300) -> None:

@@ -9,7 +9,7 @@ import time
 from openstack.compute.v2.server import Server
 
 from localcloud.site import SiteUser
-from tests.e2e.conftest import delete_vm
+from tests.e2e.conftest import account_id, delete_vm
 from tests.helpers import BIN, ROOT
 from web import db, vms
 
@@ -27,7 +27,8 @@ def test_a_vm_deleted_behind_the_app_leaves_its_owners_page(make_site, cloud):
         assert "Open Jupyter" in user.http.get(site.url + "/", timeout=30).text
 
         subprocess.run([str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "user_vm.yml"),
-                        "-e", f"user={LOGIN}", "-e", "state=absent"], env=cloud.env, cwd=ROOT,
+                        "-e", f"user_id={account_id(cloud, LOGIN)}", "-e", f"user={LOGIN}",
+                        "-e", "state=absent"], env=cloud.env, cwd=ROOT,
                        check=True, capture_output=True, timeout=600)
         deadline = time.monotonic() + 60
         while "You have no VM at the moment." not in (

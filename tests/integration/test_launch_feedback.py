@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.helpers import BIN, ROOT
-from tests.integration.test_user_vm import SAMPLE, failure, launch, left_of, vm
+from tests.integration.test_user_vm import SAMPLE, failure, launch, left_of, vm, vm_name, who
 
 pytestmark = pytest.mark.cloud
 BASE = (ROOT / "localcloud" / "samples" / "notebook" / "Dockerfile").read_text()
@@ -41,7 +41,7 @@ def test_a_failing_build_fails_the_job_with_its_own_error(cloud, prebuilt_image,
     url = publish(cloud, tmp_path, "broken-build", BASE + (
         'RUN echo "frobnicate: the step that cannot work" >&2 && exit 3\n'))
     try:
-        code, report, output = vm(cloud, "-e", "user=babbage", "-e", f"repo={url}")
+        code, report, output = vm(cloud, *who("babbage"), "-e", f"repo={url}")
         assert code != 0, output[-3000:]
         message = failure(report)
         assert "frobnicate: the step that cannot work" in message
@@ -55,7 +55,7 @@ def test_a_failing_build_fails_the_job_with_its_own_error(cloud, prebuilt_image,
         assert {r["phase"] for r in result["records"]} >= {"fetching", "building", "failed"}
         assert all(set(r) == {"seq", "phase", "text"} for r in result["records"])
     finally:
-        vm(cloud, "-e", "user=babbage", "-e", "state=absent")
+        vm(cloud, *who("babbage"), "-e", "state=absent")
     assert left_of(cloud, "babbage") == []
 
 
@@ -66,7 +66,7 @@ def test_a_dockerfile_whose_cmd_is_not_jupyter_serves_jupyter(cloud, prebuilt_im
         assert result["cache_hit"] is False
         assert answers(result) == 200
     finally:
-        vm(cloud, "-e", "user=lovelace", "-e", "state=absent")
+        vm(cloud, *who("lovelace"), "-e", "state=absent")
     assert left_of(cloud, "lovelace") == []
 
 
@@ -91,13 +91,13 @@ def test_a_commit_only_under_a_pull_request_ref_launches(cloud, prebuilt_image, 
         assert result["commit"] == commit
         assert answers(result) == 200
     finally:
-        vm(cloud, "-e", "user=turing", "-e", "state=absent")
+        vm(cloud, *who("turing"), "-e", "state=absent")
     assert left_of(cloud, "turing") == []
 
 
 def test_a_vm_the_controller_cannot_reach_ends_the_wait_and_is_deleted(cloud, prebuilt_image):
-    command = [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "user_vm.yml"), "-e",
-               "user=noether", "-e", f"repo={SAMPLE}", "-e", "user_vm_ready_timeout=60"]
+    command = [str(BIN / "ansible-playbook"), str(ROOT / "playbooks" / "user_vm.yml"),
+               *who("noether"), "-e", f"repo={SAMPLE}", "-e", "user_vm_ready_timeout=60"]
     env = {**cloud.env, "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     run = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -105,7 +105,7 @@ def test_a_vm_the_controller_cannot_reach_ends_the_wait_and_is_deleted(cloud, pr
         conn = cloud.connect()
         dropped, why = False, "no server"
         while not dropped and run.poll() is None:
-            server = conn.compute.find_server("ssc-r2d-noether")
+            server = conn.compute.find_server(vm_name("noether"))
             if server is not None:
                 # packets from outside to Jupyter's port vanish, as behind a broken network
                 rule = subprocess.run(
@@ -123,5 +123,5 @@ def test_a_vm_the_controller_cannot_reach_ends_the_wait_and_is_deleted(cloud, pr
     finally:
         if run.poll() is None:
             run.kill()
-        vm(cloud, "-e", "user=noether", "-e", "state=absent")
+        vm(cloud, *who("noether"), "-e", "state=absent")
     assert left_of(cloud, "noether") == []

@@ -14,7 +14,8 @@ SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
 # GitHub account ids of the users here, by login in lower case: the VM is named by the id.
 IDS = {"ada-lovelace": 1001, "grace": 1002, "hopper": 1003, "hamilton": 1004,
        "hypatia": 1005, "old-timer": 1006, "newcomer": 1007, "ada": 1008, "turing": 1009,
-       "idler": 1010, "thinker": 1011, "sleeper": 1012, "keeper": 1013}
+       "idler": 1010, "thinker": 1011, "sleeper": 1012, "keeper": 1013, "babbage": 1014,
+       "lovelace": 1015, "noether": 1016}
 
 
 def who(login: str, user_id: int | None = None) -> tuple[str, ...]:
@@ -142,24 +143,24 @@ def test_every_spelling_of_the_sample_is_the_prebuilt_image_and_one_vm(cloud, pr
     try:
         result = launch(cloud, "Hopper", bare)
         assert result["cache_hit"] is True
-        assert result["name"] == "ssc-r2d-hopper"
+        assert result["name"] == vm_name("hopper")
 
-        code, report, _ = vm(cloud, "-e", "user=hopper", "-e", f"repo={bare}/")
+        code, report, _ = vm(cloud, *who("hopper"), "-e", f"repo={bare}/")
         assert code == 0 and changed(report) == 0, failure(report)
         assert stats(report)["ssc_vm"]["url"] == result["url"]
         assert stats(report)["ssc_vm"]["cache_hit"] is True
 
-        code, report, _ = vm(cloud, "-e", "user=hopper", "-e",
+        code, report, _ = vm(cloud, *who("hopper"), "-e",
                              "repo=http://10.89.0.1:8770/git/SSC/Sample-Notebook.git", "-e",
                              json.dumps({"user_vm_case_insensitive_hosts": ["10.89.0.1:8770/git"]}))
         assert code == 0 and changed(report) == 0, failure(report)
         assert stats(report)["ssc_vm"]["url"] == result["url"]
 
-        servers = [s for s in conn.compute.servers() if s.name == "ssc-r2d-hopper"]
+        servers = [s for s in conn.compute.servers() if s.name == vm_name("hopper")]
         assert len(servers) == 1
         assert servers[0].metadata["ssc_r2d_repo"] == bare
     finally:
-        vm(cloud, "-e", "user=hopper", "-e", "state=absent")
+        vm(cloud, *who("hopper"), "-e", "state=absent")
     assert left_of(cloud, "hopper") == []
 
 
