@@ -26,7 +26,8 @@ Use the cloud with any OpenStack client:
   export OS_CLIENT_CONFIG_FILE=$OS_CLIENT_CONFIG_FILE OS_CLOUD=localcloud
   .venv/bin/openstack server list
 Playbooks without the app:
-  .venv/bin/ansible-playbook playbooks/user_vm.yml -e user=demo [-e state=absent]
+  .venv/bin/ansible-playbook playbooks/user_vm.yml -e user_id=<id> -e user=demo [-e state=absent]
+  (<id>: demo's account id at the GitHub stand-in, the number in its VM's name ssc-r2d-<id>)
   .venv/bin/ansible-playbook playbooks/cull.yml [-e dry_run=true]
 Stop the app and the cloud:  make down
 TEXT
