@@ -10,6 +10,9 @@ import json
 from urllib.parse import quote
 
 import requests
+from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request import (
+    canonical_url,
+)
 from playwright.sync_api import expect
 
 from localcloud.site import SiteUser
@@ -46,7 +49,8 @@ def test_a_binder_link_signs_in_confirms_and_opens_jupyterlab(site, cloud, page)
         page.get_by_label("Login").fill(LOGIN)
         page.get_by_role("button", name="Authorize").click()
         expect(page).to_have_url(link)  # back at the link, escapes and all
-        expect(page.get_by_text(site.sample_repo)).to_be_visible()
+        # the repository in its one canonical spelling (launch_request.canonical_url)
+        expect(page.get_by_text(canonical_url(site.sample_repo))).to_be_visible()
         assert page.get_by_role("button", name="Launch").count() == 1
         page.get_by_role("button", name="Launch").click()
         page.wait_for_url(lambda url: "/jobs/" in url or "/lab" in url)
