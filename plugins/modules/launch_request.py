@@ -34,7 +34,7 @@ options:
     required: true
   user:
     description:
-      - The user's GitHub login, for display, as GitHub applies its rules: 1 to 39 ASCII
+      - The user's GitHub login, for display, as GitHub applies its rules - 1 to 39 ASCII
         letters, digits and hyphens, not first; older accounts may have a login that ends in
         a hyphen or has two in a row, and an Enterprise Managed User's ends in
         C(_<shortcode>).
