@@ -56,11 +56,15 @@ POLL_SECONDS = 1.0  # how often the stream reads the job
 STREAM_SECONDS = 900.0  # a stream ends after this, so it never holds a server thread long
 # The job's phases (web/db.py START_PHASES) as BinderHub names its own.
 BINDER_PHASES = {"queued": "waiting", "creating": "waiting", "booting": "fetching",
-                 "building": "building", "starting": "launching", "ready": "ready",
-                 "failed": "failed"}
+                 "fetching": "fetching", "building": "building", "starting": "launching",
+                 "ready": "ready", "failed": "failed"}
+# The phase a line of the launcher's log (web/buildlog.py) is sent under: never ``ready`` or
+# ``failed``, which end a BinderHub client's stream and come from the job's own end.
+LOG_PHASES = {"fetching": "fetching", "building": "building", "starting": "launching",
+              "ready": "launching", "failed": "building"}
 PHASE_MESSAGES = {
     "queued": "Your launch is queued.", "creating": "Creating your VM.",
-    "booting": "Your VM is booting and fetching the repository.",
+    "booting": "Your VM is booting.", "fetching": "Fetching the repository.",
     "building": "Building the repository's environment with repo2docker.",
     "starting": "Starting Jupyter.",
 }
@@ -309,7 +313,7 @@ def follow(conn: sqlite3.Connection, config: Config, visitor: Visitor, job_id: s
         row = db.job(conn, job_id)
         for record in job_log(conn, job_id, seq):
             seq = max(seq, int(record["seq"]))
-            yield event({"phase": BINDER_PHASES.get(record["phase"], "building"),
+            yield event({"phase": LOG_PHASES.get(record["phase"], "building"),
                          "message": f"{record['text']}\n"})
         if row["phase"] != phase and row["state"] in db.ACTIVE_STATES:
             phase = row["phase"]

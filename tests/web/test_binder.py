@@ -195,9 +195,15 @@ def test_the_stream_follows_the_job_to_ready(alice, site):
     def runner():
         assert seen_waiting.wait(10)  # the stream's first event came before the job moved
         [job] = site.jobs()
-        for phase in ("creating", "booting", "building", "starting"):
+        log = {"fetching": [(1, "fetching", "Fetching the repository")],
+               "building": [(2, "building", "Step 1/3 : FROM notebook-base")],
+               "starting": [(3, "starting", "Starting Jupyter"), (4, "ready", "Jupyter is up")]}
+        for phase in ("creating", "booting", "fetching", "building", "starting"):
             site.sql("UPDATE jobs SET state = 'running', phase = ? WHERE id = ?", phase,
                      job["id"])
+            for seq, record_phase, text in log.get(phase, []):  # as web/buildlog.py keeps them
+                site.sql("INSERT INTO job_log (job_id, seq, phase, text) VALUES (?, ?, ?, ?)",
+                         job["id"], seq, record_phase, text)
             time.sleep(1.2)
         ready_vm(site, "alice")
         site.sql("UPDATE jobs SET state = 'succeeded', phase = 'ready' WHERE id = ?", job["id"])
@@ -221,6 +227,10 @@ def test_the_stream_follows_the_job_to_ready(alice, site):
     assert phases[-1] == "ready" and "failed" not in phases
     assert [p for p in dict.fromkeys(phases)] == ["waiting", "fetching", "building",
                                                   "launching", "ready"]
+    # the build log's lines, the launcher's own "ready" among them, do not end the stream
+    assert {"phase": "building", "message": "Step 1/3 : FROM notebook-base\n"} in seen
+    assert {"phase": "launching", "message": "Jupyter is up\n"} in seen
+    assert phases.count("ready") == 1
     ready = seen[-1]
     assert ready["url"] == "http://10.89.0.9:8888/" and ready["token"] == TOKEN
     assert "token" not in ready["url"] and TOKEN not in ready["message"]
