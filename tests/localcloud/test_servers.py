@@ -150,7 +150,8 @@ def test_console_output_is_what_the_machine_wrote(cloud, tmp_path):
     server = conn.compute.create_server(
         name="lc-console", flavor_id=conn.compute.find_flavor("ssc.tiny").id,
         image_id=conn.image.find_image("debian-13").id, key_name="lc-console",
-        networks=[{"uuid": conn.network.find_network("private").id}])
+        networks=[{"uuid": conn.network.find_network("private").id}],
+        security_groups=[{"name": "ssc-repo2docker"}])  # SSH from this machine
     try:
         server = conn.compute.wait_for_server(server, wait=600)
         address = server.addresses["private"][0]["addr"]
@@ -185,6 +186,7 @@ def test_floating_ip_reaches_the_server(cloud, tmp_path):
     conn.compute.create_keypair(name="lc-fip", public_key=key.with_suffix(".pub").read_text())
     server = conn.create_server("lc-fip", image="debian-13", flavor="ssc.tiny",
                                 key_name="lc-fip", network="private", auto_ip=False,
+                                security_groups=["ssc-repo2docker"],  # SSH from here
                                 wait=True, timeout=600)
     public = conn.network.find_network("Public External IPv4 Network")
     floating = conn.network.create_ip(floating_network_id=public.id)
