@@ -15,7 +15,7 @@ SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
 IDS = {"ada-lovelace": 1001, "grace": 1002, "hopper": 1003, "hamilton": 1004,
        "hypatia": 1005, "old-timer": 1006, "newcomer": 1007, "ada": 1008, "turing": 1009,
        "idler": 1010, "thinker": 1011, "sleeper": 1012, "keeper": 1013, "babbage": 1014,
-       "lovelace": 1015, "noether": 1016}
+       "lovelace": 1015, "noether": 1016, "germain": 1017}
 
 
 def who(login: str, user_id: int | None = None) -> tuple[str, ...]:
