@@ -79,6 +79,7 @@ def left_of(cloud, user: str) -> list[str]:
 def test_launch_of_a_prebuilt_repository_is_a_cache_hit(cloud, prebuilt_image, tmp_path):
     key = new_key(tmp_path)
     conn = cloud.connect()
+    conn.compute.delete_keypair("lc-operator", ignore_missing=True)  # a killed run's
     conn.compute.create_keypair(name="lc-operator", public_key=key.with_suffix(".pub")
                                 .read_text())
     try:
