@@ -46,5 +46,10 @@ def prebuilt_image(cloud) -> tuple[subprocess.CompletedProcess, object]:
 
 
 def pytest_collection_modifyitems(items):
-    """The contract check reads what every other test recorded: it runs last."""
+    """A test that uses the local cloud is marked ``cloud`` (so ``-m "not cloud"`` leaves out
+    every one of them, wherever it is); the contract check reads what every other test
+    recorded: it runs last."""
+    for item in items:
+        if "cloud" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.cloud)
     items.sort(key=lambda item: "contract_check" in item.nodeid)

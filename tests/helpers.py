@@ -4,7 +4,7 @@ import json
 import os
 import runpy
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import openstack
@@ -49,9 +49,16 @@ class LocalCloud:
                    PATH=f"{BIN}:{env.get('PATH', '')}", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
         return env
 
+    _connections: dict = field(default_factory=dict, repr=False, compare=False)
+
     def connect(self, cloud: str = "localcloud") -> openstack.connection.Connection:
-        config = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
-        return openstack.connection.Connection(config=config.get_one(cloud=cloud))
+        """The session's openstacksdk connection to `cloud` (one per cloud name, made on first
+        use and kept: one HTTP session and one token, not one per call)."""
+        if cloud not in self._connections:
+            config = openstack.config.OpenStackConfig(config_files=[str(self.clouds_yaml)])
+            self._connections[cloud] = openstack.connection.Connection(
+                config=config.get_one(cloud=cloud))
+        return self._connections[cloud]
 
     def cli(self, *args: str, cloud: str = "localcloud", check: bool = True,
             parse: bool = True):

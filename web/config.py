@@ -87,7 +87,10 @@ class Config:
     membership_minutes: float = 15.0  # an org/team membership is read from GitHub this often
     # --- [jobs]: the job runner (ssc-web worker)
     max_concurrent: int = 4  # playbook runs at once, all users
-    job_timeout: int = 3600  # seconds a playbook run may take (a cache miss builds first)
+    # seconds a playbook run may take: above roles/user_vm's own bounds (user_vm_cloud_timeout
+    # + user_vm_build_timeout + 2 * user_vm_ready_timeout = 6900 s by default), so that a slow
+    # build ends in the role, which deletes its VM, not by the runner's kill, which cannot
+    job_timeout: int = 7800
     grace_period: int = 30  # seconds running jobs get to finish when the runner stops
     private_data_root: Path = Path("var/web/jobs")  # one private_data_dir per job below it
     playbook_dir: Path = Path("playbooks")

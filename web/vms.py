@@ -18,7 +18,11 @@ import sqlite3
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from ansible_collections.ssc.repo2docker.plugins.module_utils import launch_request, ownership
+from ansible_collections.ssc.repo2docker.plugins.module_utils import (
+    launch_request,
+    ownership,
+    server_address,
+)
 
 from web import db, lifetime
 from web.config import Config
@@ -48,9 +52,14 @@ def list_vms(cloud) -> list:
     return list(cloud.compute.servers(name=f"^{launch_request.VM_NAME_PREFIX}"))
 
 
-def _addresses(server) -> set[str]:
-    return {entry.get("addr") for entries in (server.addresses or {}).values()
-            for entry in entries if isinstance(entry, dict)}
+def _addresses(cloud, server) -> set[str]:
+    """The server's fixed and floating addresses as Neutron has them (module utility
+    ``server_address``): Nova's ``addresses`` lists a new floating IP only once Neutron has
+    told it, so a URL at a floating IP reported a moment ago would read as stale there."""
+    ports = [dict(port) for port in cloud.network.ports(device_id=server.id)]
+    floating = [dict(ip) for port in ports for ip in cloud.network.ips(port_id=port["id"])]
+    found = server_address.server_addresses(ports, floating)
+    return {address for address in (found["fixed_ip"], *found["floating_ips"]) if address}
 
 
 def owned_vm(servers: Iterable, github_id: int, login: str):
@@ -63,7 +72,8 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
     openstacksdk connection) and update its
     ``vms`` row. Gone (or not the user's): the row is deleted, returns None. There: the row
     gets the server's name, repository and ref (from its metadata) and a state, returned:
-    ``ready`` when it is ACTIVE and the stored URL points at one of its addresses (a finished
+    ``ready`` when it is ACTIVE and the stored URL points at one of its addresses (from
+    Neutron; a finished
     job reported it; the URL, the address and the token stay as stored), ``unknown`` when it
     is ACTIVE but no finished job saw its Jupyter answer (starting again reports it), otherwise the
     server's status in lower case (``build``, ``error``, ...)."""
@@ -75,7 +85,7 @@ def refresh_vm(conn: sqlite3.Connection, github_id: int, login: str, cloud) -> s
     metadata = dict(getattr(server, "metadata", None) or {})
     row = db.vm_of(conn, github_id)
     url = (row["url"] if row else "") or ""
-    if url and urlsplit(url).hostname not in _addresses(server):
+    if url and urlsplit(url).hostname not in _addresses(cloud, server):
         url = ""
     status = (server.status or "unknown").lower()
     state = ("ready" if url else "unknown") if status == "active" else status

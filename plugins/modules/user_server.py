@@ -95,17 +95,18 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Give ada a VM for her repository
+- name: Give ada (GitHub account 583231) a VM for her repository
   ssc.repo2docker.user_server:
     cloud: ssc
-    name: ssc-r2d-ada
+    name: ssc-r2d-583231
     image: ssc-repo2docker-1a2b3c4d5e6f
     flavor: ssc.medium
     network: my-project-network
     volume_size: 150
     floating_ip_pool: Public External IPv4 Network
     metadata:
-      ssc_r2d_owner: ada
+      ssc_r2d_owner_id: "583231"
+      ssc_r2d_owner_login: ada
     launch:
       repo: https://github.com/ada/analysis
       commit: 0123456789abcdef0123456789abcdef01234567
@@ -115,7 +116,7 @@ EXAMPLES = r"""
 - name: Take it away
   ssc.repo2docker.user_server:
     cloud: ssc
-    name: ssc-r2d-ada
+    name: ssc-r2d-583231
     state: absent
 """
 

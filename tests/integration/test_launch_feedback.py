@@ -70,6 +70,23 @@ def test_a_dockerfile_whose_cmd_is_not_jupyter_serves_jupyter(cloud, prebuilt_im
     assert left_of(cloud, "lovelace") == []
 
 
+def test_a_jupyter_that_exits_as_it_starts_fails_at_once_with_its_output(
+        cloud, prebuilt_image, tmp_path):
+    # a broken entrypoint (or `start` script): the container exits every time Docker starts it
+    url = publish(cloud, tmp_path, "exits-at-start", BASE + (
+        'ENTRYPOINT ["/bin/sh", "-c", "echo \'start: no config.yml found\' >&2; exit 1", "--"]\n'))
+    try:
+        code, report, output = vm(cloud, *who("germain"), "-e", f"repo={url}")
+        assert code != 0, output[-3000:]
+        message = failure(report)
+        assert "start: no config.yml found" in message
+        assert "exited as it started" in message  # not after the launcher's 300 s wait
+        assert "The VM was deleted." in message
+    finally:
+        vm(cloud, *who("germain"), "-e", "state=absent")
+    assert left_of(cloud, "germain") == []
+
+
 def test_a_commit_only_under_a_pull_request_ref_launches(cloud, prebuilt_image, tmp_path):
     url = publish(cloud, tmp_path, "pulled", BASE)
     bare = cloud.var_dir / "git" / "lc-tests" / "pulled.git"

@@ -15,7 +15,7 @@ SAMPLE = "http://10.89.0.1:8770/git/ssc/sample-notebook.git"
 IDS = {"ada-lovelace": 1001, "grace": 1002, "hopper": 1003, "hamilton": 1004,
        "hypatia": 1005, "old-timer": 1006, "newcomer": 1007, "ada": 1008, "turing": 1009,
        "idler": 1010, "thinker": 1011, "sleeper": 1012, "keeper": 1013, "babbage": 1014,
-       "lovelace": 1015, "noether": 1016}
+       "lovelace": 1015, "noether": 1016, "germain": 1017}
 
 
 def who(login: str, user_id: int | None = None) -> tuple[str, ...]:
@@ -79,10 +79,12 @@ def left_of(cloud, user: str) -> list[str]:
 def test_launch_of_a_prebuilt_repository_is_a_cache_hit(cloud, prebuilt_image, tmp_path):
     key = new_key(tmp_path)
     conn = cloud.connect()
+    conn.compute.delete_keypair("lc-operator", ignore_missing=True)  # a killed run's
     conn.compute.create_keypair(name="lc-operator", public_key=key.with_suffix(".pub")
                                 .read_text())
     try:
         result = launch(cloud, "Ada-Lovelace", SAMPLE, "-e", "user_vm_key_name=lc-operator")
+        assert result["image"] == prebuilt_image[1].name
         assert result["cache_hit"] is True
         assert result["name"] == vm_name("ada-lovelace") == "ssc-r2d-1001"
         metadata = conn.compute.get_server(conn.compute.find_server(result["name"]).id).metadata

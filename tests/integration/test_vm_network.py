@@ -90,6 +90,19 @@ def test_jupyter_answers_the_controller_only_and_the_notebook_not_the_metadata_s
         assert blocked.returncode != 0
         assert "unreachable" in blocked.stderr and "refused" in blocked.stderr.lower(), \
             blocked.stderr
+
+        # A site that blocks the project network, the controller's own among it (the README's
+        # hardening), with the image's own script: the notebook no longer reaches the
+        # controller, and the controller still reaches Jupyter (its replies are not new
+        # connections).
+        egress = subprocess.run(["docker", "exec", f"localcloud-{server.id}",
+                                 "/usr/local/sbin/ssc-r2d-egress", "169.254.169.254/32",
+                                 "10.89.0.0/16"], capture_output=True, text=True, timeout=60)
+        assert egress.returncode == 0, egress.stderr
+        git = read_from(server.id, "http://10.89.0.1:8770/git/ssc/sample-notebook.git/info/refs"
+                        "?service=git-upload-pack", in_notebook=True)
+        assert git.returncode != 0 and "refused" in git.stderr.lower(), git.stderr
+        assert requests.get(f"{base}/api/status", timeout=10).status_code == 403
     finally:
         conn.delete_server(other.id, wait=True, timeout=300)
         vm(cloud, *who("meta-reader", META_READER), "-e", "state=absent")

@@ -63,8 +63,8 @@ def test_a_setting_has_the_name_of_its_key():
                                env={"OS_CLOUD": "mysite"}), GOOD)
     assert (config.max_concurrent, config.job_timeout, config.grace_period) == (2, 120, 7)
     assert config.env == {"OS_CLOUD": "mysite"}
-    assert from_dict(example(), GOOD).cull_interval == 0  # off unless set
-    assert from_dict(example(cull_interval=600), GOOD).cull_interval == 600
+    assert from_dict(example(), GOOD).cull_interval == 600  # the example culls
+    assert from_dict(example(cull_interval=0), GOOD).cull_interval == 0  # off
     with pytest.raises(ConfigError, match=r"\[jobs\] cull_interval must be a number"):
         from_dict(example(cull_interval=-1), GOOD)
 

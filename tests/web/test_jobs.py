@@ -474,23 +474,38 @@ def test_recover_marks_running_jobs_interrupted_and_reads_their_vms_again(conn):
 
 
 class FakeCloud:
-    """Just what refresh_vm asks of an openstacksdk connection: its servers, listed."""
+    """Just what refresh_vm asks of an openstacksdk connection: its servers, listed, and each
+    server's Neutron ports and floating IPs (a server's ``ports`` and ``floating_ips``
+    attributes here, as openstacksdk's network proxy returns them from Neutron)."""
 
     def __init__(self, *servers):
         self.listed = list(servers)
-        self.compute = self
+        self.compute = self.network = self
 
     def servers(self, name=None):
         return [s for s in self.listed if s.name.startswith(name.lstrip("^"))]
 
+    def ports(self, device_id=None):
+        return [port for s in self.listed if s.id == device_id for port in s.ports]
 
-def server(status="ACTIVE", address="10.0.0.9", owner_id="11", name="ssc-r2d-11", login="erin"):
+    def ips(self, port_id=None):
+        return [ip for s in self.listed for ip in s.floating_ips if ip["port_id"] == port_id]
+
+
+def server(status="ACTIVE", address="10.0.0.9", owner_id="11", name="ssc-r2d-11", login="erin",
+           floating_ip=None):
+    """A server as openstacksdk gives it; `floating_ip` is known to Neutron only, as right
+    after it was attached (Nova's ``addresses`` shows the fixed address alone)."""
     marks = {"ssc_r2d_owner_id": owner_id, "ssc_r2d_owner_login": login} if owner_id else {
         "ssc_r2d_owner": login}
-    return SimpleNamespace(name=name, status=status,
+    port = {"id": f"port-{name}", "network_id": "private",
+            "fixed_ips": [{"ip_address": address}]}
+    floating = [{"floating_ip_address": floating_ip, "port_id": port["id"]}] if floating_ip else []
+    return SimpleNamespace(id=f"id-{name}", name=name, status=status,
                            addresses={"private": [{"addr": address,
                                                    "OS-EXT-IPS:type": "fixed"}]},
-                           metadata={**marks, "ssc_r2d_repo": REPO, "ssc_r2d_ref": "main"})
+                           metadata={**marks, "ssc_r2d_repo": REPO, "ssc_r2d_ref": "main"},
+                           ports=[port], floating_ips=floating)
 
 
 def test_refresh_vm(conn):
@@ -520,6 +535,17 @@ def test_refresh_vm(conn):
     # Interrupted before any report: the VM exists, no URL known yet.
     assert vms.refresh_vm(conn, 11, "erin", FakeCloud(server())) == "unknown"
     assert db.vm_of(conn, 11)["name"] == "ssc-r2d-11"
+
+
+def test_refresh_vm_reads_a_new_floating_ip_from_neutron(conn):
+    # Reported at its floating IP a moment ago; Nova's addresses do not list it yet.
+    url = "http://192.0.2.7:8888/"
+    db.save_vm(conn, 11, "erin", name="ssc-r2d-11", repo=REPO, url=url, state="unknown")
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud(server(floating_ip="192.0.2.7"))) == "ready"
+    assert db.vm_of(conn, 11)["url"] == url
+    # Released since: the URL is stale.
+    assert vms.refresh_vm(conn, 11, "erin", FakeCloud(server())) == "unknown"
+    assert db.vm_of(conn, 11)["url"] == ""
 
 
 def test_refresh_vm_finds_the_vm_by_account_id_not_by_login(conn):
