@@ -110,8 +110,8 @@ class Authority:
         ends = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-checkend",
                                "86400", "-ext", "subjectAltName"], capture_output=True,
                               text=True, check=False)
-        names = ",".join(part.strip() for part in ends.stdout.splitlines()[1:]
-                         if part.strip()).replace(", ", ",")
+        names = ",".join(line.strip().replace(", ", ",") for line in ends.stdout.splitlines()
+                         if line.strip().startswith("DNS:"))
         return verify.returncode == 0 and ends.returncode == 0 and names == wanted
 
 
