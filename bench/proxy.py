@@ -27,10 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.web import ensure_wrk, wrk  # noqa: E402
-from tests.web.test_nginx import APP, DOMAIN, make_certificates, render  # noqa: E402
+from localcloud.front import Authority, SiteFront  # noqa: E402
 from web import db, proxy, sessions  # noqa: E402
 
 THREADS = 8
+APP, DOMAIN = "ssc.localhost", "vms.localhost"
 NAME = "ssc-r2d-bench"
 TOKEN = "b" * 48
 
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     seconds = parser.parse_args().seconds
     ensure_wrk()
-    processes = []
+    processes, fronts = [], []
     with tempfile.TemporaryDirectory() as temp:
         temp = Path(temp)
         bare_port, app_port, page_port, https_port = (free_port() for _ in range(4))
@@ -117,13 +118,14 @@ def main() -> None:
                          seconds, f"__Host-ssc_vm={pass_id}", f"{NAME}.{vms_domain}",
                          " (target 0.6 or more)")
 
-            nginx = start_nginx(temp, app_port, https_port, page_port)
-            processes.append(nginx)
+            fronts.append(start_nginx(temp, app_port, https_port, page_port))
             print(f"2. a 40 kB page of the VM, {seconds} s each")
             side_by_side(("direct (http://<vm>:8888/)", f"http://127.0.0.1:{page_port}/"),
                          ("through the proxy (https, auth)", f"https://127.0.0.1:{https_port}/"),
                          seconds, f"__Host-ssc_vm={pass_id}", f"{NAME}.{vms_domain}")
         finally:
+            for front in fronts:
+                front.stop()
             for process in processes:
                 process.terminate()
 
@@ -139,19 +141,14 @@ def side_by_side(base: tuple[str, str], measured: tuple[str, str], seconds: int,
     print(f"  ratio {second['rps'] / first['rps']:.2f}{target}")
 
 
-def start_nginx(temp: Path, app_port: int, https_port: int, page_port: int):
-    _ca, cert, key = make_certificates(temp)
-    logs, prefix = temp / "logs", temp / "nginx"
-    logs.mkdir()
-    prefix.mkdir()
-    (prefix / "site.conf").write_text(render(app_port, https_port, page_port, cert, key, logs))
-    (prefix / "nginx.conf").write_text(
-        f"pid {prefix}/nginx.pid;\nerror_log {logs}/error.log;\nworker_processes auto;\n"
-        f"daemon off;\nevents {{}}\nhttp {{\n  client_body_temp_path {prefix}/body;\n"
-        f"  proxy_temp_path {prefix}/proxy;\n  include {prefix}/site.conf;\n}}\n")
-    process = subprocess.Popen(["nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf")])
-    time.sleep(1)
-    return process
+def start_nginx(temp: Path, app_port: int, https_port: int, page_port: int) -> SiteFront:
+    """The shipped site (localcloud.front, as the demo runs it) in front of the app, with the
+    page server playing the VM's Jupyter."""
+    front = SiteFront(temp / "front", Authority(temp / "ca"), app_port=app_port,
+                      https_port=https_port, app_name=APP, vms_name=DOMAIN,
+                      jupyter_port=page_port)
+    front.start()
+    return front
 
 
 if __name__ == "__main__":

@@ -253,24 +253,31 @@ def site(config: Config, args) -> int:
     """`localcloud site ACTION`: the web app and its job runner on this machine (the demo's
     site in var/web, or --dir), signing in through the GitHub stand-in. Exit status 1 when
     the site fails, 3 when `status` finds it down."""
-    from localcloud.site import LocalSite, SiteError, SiteUser  # imports the product (web)
+    from localcloud.front import FrontError, loopback_names
+    from localcloud.site import LocalSite, SiteError  # imports the product (web)
 
-    local = LocalSite(cloud=config, port=args.port) if args.dir is None else LocalSite(
-        args.dir, args.port, config)
+    local = LocalSite(cloud=config, port=args.port, https_port=args.https_port or None)
+    if args.dir is not None:
+        local.directory = args.dir
     try:
         if args.action == "up":
             local.start()
             say(f"serving {local.url} (logs in {local.directory})")
             say(f"registration link: {local.registration_link}")
+            if local.ca:
+                say(f"the local certificate authority: {local.ca}")
         elif args.action == "down":
             local.stop()
         elif args.action == "status":
             running = {name: local.pid(name) for name in ("serve", "worker")}
+            if local.front:
+                running["nginx"] = local.front.pid()
             say(f"{local.url}: {running}, /healthz {local.health() or 'no answer'}")
             return 0 if all(running.values()) else 3
         else:
-            return launch(local, SiteUser(local.url, args.login), args.repo or local.sample_repo)
-    except (SiteError, OSError) as error:
+            with loopback_names():
+                return launch(local, local.user(args.login), args.repo or local.sample_repo)
+    except (SiteError, FrontError, OSError) as error:
         print(f"localcloud: {error}", file=sys.stderr)
         return 1
     return 0
@@ -333,7 +340,10 @@ def main(argv=None) -> int:
                     "GitHub stand-in (make demo). launch: sign in as LOGIN, register, start "
                     "REPO and wait for Jupyter.")
     site_parser.add_argument("action", choices=("up", "down", "status", "launch"))
-    site_parser.add_argument("--port", type=int, default=8080)
+    site_parser.add_argument("--port", type=int, default=8080, help="the app's own port")
+    site_parser.add_argument("--https-port", type=int, default=8443,
+                             help="the TLS front's port (https://ssc.localhost:PORT/); "
+                             "0: no front, the app alone on plain HTTP")
     site_parser.add_argument("--dir", type=Path, help="the site's directory (default var/web)")
     site_parser.add_argument("--login", default="demo", help="launch: who signs in")
     site_parser.add_argument("--repo", help="launch: the repository (default the sample)")

@@ -1,15 +1,19 @@
 """The web trigger on this machine, on the local cloud: ``localcloud site up|down|status|launch``.
 
 A test and demo tool, not part of the product: it drives the product (``web``) from outside.
-``make demo`` serves the app on http://127.0.0.1:8080 with the local cloud's GitHub stand-in
-this way; the end-to-end tests and bench/web.py run the app and its job runner as the same
-real processes on other ports and directories.
+``make demo`` serves the app this way with the local cloud's GitHub stand-in, behind the
+site's TLS front (localcloud/front.py: deploy/nginx-ssc-web.conf rendered for loopback) at
+https://ssc.localhost:8443/, each VM's Jupyter at https://<vm>.vms.localhost:8443/; the app
+itself listens on http://127.0.0.1:8080. The end-to-end tests run the same processes and
+front on other ports and directories; bench/web.py runs the app alone (no front).
 
 A site lives in one directory (``var/web`` for the demo): its configuration
 ``ssc-web.toml`` (written from the local cloud and inventory/localcloud, so the repository
 rules are the inventory's), ``secrets.env`` (0600, made once: the stand-in's OAuth app
 secret and a registration secret), the database, the job dirs, the logs and pid files of
-``ssc-web serve`` and ``ssc-web worker``.
+``ssc-web serve`` and ``ssc-web worker``, and ``front/`` (nginx's configuration, pid,
+certificates and logs). The local certificate authority is kept apart (``var/ca``), made once
+and reused, so a browser told to trust it keeps trusting it.
 
 :class:`SiteUser` is a researcher scripted with requests: sign in through the stand-in,
 open the registration link, start a repository, follow the job, delete the VM.
@@ -32,6 +36,7 @@ import requests
 
 from localcloud import github
 from localcloud.config import Config as CloudConfig
+from localcloud.front import Authority, SiteFront
 from web import db
 from web.config import Config, load
 
@@ -43,6 +48,8 @@ SAMPLE_REPO = "ssc/sample-notebook"
 PROCESSES = ("worker", "serve")  # started in this order, stopped in the other
 START_TIMEOUT = 60
 STOP_TIMEOUT = 60  # the worker gives running jobs 30 s, then cancels them
+AUTHORITY = REPO_ROOT / "var" / "ca"
+HTTPS_PORT = 8443  # the demo's front: above 1024, so no root
 
 
 class SiteError(RuntimeError):
@@ -52,7 +59,9 @@ class SiteError(RuntimeError):
 @dataclass
 class LocalSite:
     """One site of the web trigger in `directory`, served on 127.0.0.1:`port` by real
-    ``ssc-web serve`` and ``ssc-web worker`` processes, against the local cloud `cloud`."""
+    ``ssc-web serve`` and ``ssc-web worker`` processes, against the local cloud `cloud`;
+    with `https_port`, behind the TLS front on that port (certificates from the CA in
+    `authority`), which then is the site's address and proxies the VMs."""
 
     directory: Path = REPO_ROOT / "var" / "web"
     port: int = 8080
@@ -61,10 +70,36 @@ class LocalSite:
     max_concurrent: int = 4
     threads: int = 8
     vm_refresh_interval: int = 300
+    https_port: int | None = None
+    authority: Path = AUTHORITY
+
+    @property
+    def front(self) -> SiteFront | None:
+        if self.https_port is None:
+            return None
+        return SiteFront(self.directory / "front", Authority(self.authority),
+                         app_port=self.port, https_port=self.https_port)
 
     @property
     def url(self) -> str:
+        """The site's address: its front's, else the app's own."""
+        front = self.front
+        return front.base_url if front else self.app_url
+
+    @property
+    def app_url(self) -> str:
+        """The app's own address (plain HTTP on loopback, behind the front if any)."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca(self) -> Path | None:
+        """The CA certificate that the front's certificates chain to (None without one)."""
+        front = self.front
+        return front.ca if front else None
+
+    def user(self, login: str) -> SiteUser:
+        """A scripted researcher `login` on this site, trusting its CA."""
+        return SiteUser(self.url, login, verify=str(self.ca) if self.ca else True)
 
     @property
     def config_path(self) -> Path:
@@ -84,7 +119,11 @@ class LocalSite:
         """Write the configuration and (once) the secrets; returns the loaded configuration."""
         self.directory.mkdir(parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
-        client_id, client_secret = github.oauth_app_for(self.cloud)  # any loopback port
+        front = self.front
+        if front:
+            front.authority.ensure()
+        client_id, client_secret = github.oauth_app_for(self.cloud) if front is None else (
+            github.oauth_app_for(self.cloud, f"{self.url}/auth/callback"))  # else any port
         known = self.secrets()
         values = {
             "SSC_WEB_GITHUB_CLIENT_SECRET": client_secret,
@@ -136,7 +175,11 @@ vm_refresh_interval = {self.vm_refresh_interval}
 OS_CLIENT_CONFIG_FILE = {toml(str(self.cloud.var_dir.resolve() / "clouds.yaml"))}
 OS_CLOUD = "localcloud"
 ANSIBLE_CONFIG = {toml(str(REPO_ROOT / "ansible.cfg"))}
-"""
+""" + (f"""
+[proxy]
+# each VM's Jupyter at https://<vm name>.{self.front.vms_domain}/, through the front
+vms_domain = {toml(self.front.vms_domain)}
+""" if self.front else "")
 
     def secrets(self) -> dict[str, str]:
         if not self.secrets_path.exists():
@@ -166,8 +209,8 @@ ANSIBLE_CONFIG = {toml(str(REPO_ROOT / "ansible.cfg"))}
         return pid if str(self.config_path).encode() in cmdline else None
 
     def start(self) -> None:
-        """Start whatever of the worker and the app is not running, and wait until
-        ``/healthz`` says all is well."""
+        """Start whatever of the worker and the app is not running, wait until ``/healthz``
+        says all is well, then start (or reload) the front."""
         self.prepare()
         started = {}
         for name in PROCESSES:
@@ -185,17 +228,19 @@ ANSIBLE_CONFIG = {toml(str(REPO_ROOT / "ansible.cfg"))}
             health = self.health()
             if health.get("runner") == "ok" and (
                     "worker" not in started or health.get("runner_heartbeat", "") >= since):
-                return
+                break
             gone = [name for name, process in started.items() if process.poll() is not None]
             if gone or time.monotonic() > deadline:
                 tails = "\n".join(f"--- {name}.log\n{self.log_tail(name)}" for name in PROCESSES)
                 raise SiteError(f"the site did not start ({', '.join(gone) or 'too slow'}; "
                                 f"/healthz: {health}):\n{tails}")
             time.sleep(0.2)
+        if self.front:
+            self.front.start()
 
     def health(self) -> dict:
         try:
-            return requests.get(self.url + "/healthz", timeout=5).json()
+            return requests.get(self.app_url + "/healthz", timeout=5).json()
         except (requests.RequestException, ValueError):
             return {}
 
@@ -205,8 +250,10 @@ ANSIBLE_CONFIG = {toml(str(REPO_ROOT / "ansible.cfg"))}
             path.exists()) else ""
 
     def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
-        """Stop the app and the worker (or only `name`) with `sig`, and wait for them; the
-        worker gives running jobs its grace period, then cancels them."""
+        """Stop the front, the app and the worker (or only the process `name`) with `sig`,
+        and wait for them; the worker gives running jobs its grace period, then cancels them."""
+        if name is None and self.front:
+            self.front.stop()
         for process in reversed(PROCESSES) if name is None else (name,):
             pid = self.pid(process)
             if pid is None:
@@ -226,10 +273,11 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 class SiteUser:
     """A researcher on `site_url`, scripted: the requests a browser sends."""
 
-    def __init__(self, site_url: str, login: str):
+    def __init__(self, site_url: str, login: str, verify: str | bool = True):
         self.site_url, self.login = site_url, login
         self.http = requests.Session()
         self.http.trust_env = False  # everything is on this machine: no proxy
+        self.http.verify = verify  # the front's CA (localcloud/front.py)
 
     def _get(self, path: str) -> requests.Response:
         response = self.http.get(self.site_url + path, timeout=30)

@@ -10,8 +10,9 @@ set -euo pipefail
 
 # chromium: the browser of the end-to-end tests (Playwright drives it; never `playwright install`)
 # nginx-light: the TLS front and the proxy to the VMs (deploy/nginx-ssc-web.conf, the demo)
+# libnss3-tools: certutil, which makes the tests' Chromium trust the local CA (localcloud/front.py)
 APT_PACKAGES=(docker.io debootstrap git iproute2 openssh-client curl ca-certificates chromium
-              nginx-light openssl)
+              nginx-light openssl libnss3-tools)
 VENV=
 # what pip installs, editable: the product with its test tools, and the local cloud
 PROJECTS=(".[dev]" ./localcloud)

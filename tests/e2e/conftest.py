@@ -1,20 +1,31 @@
 """The web trigger as it runs for real: `ssc-web serve` and `ssc-web worker` processes
-(localcloud/site.py, as `make demo` starts them) on the local cloud, the image built, the
-GitHub stand-in for sign-in. Each test gets its own site (directory, port, database)."""
+behind the site's TLS front (localcloud/site.py and localcloud/front.py, as `make demo` starts
+them: deploy/nginx-ssc-web.conf on loopback, the VMs at https://<vm>.vms.localhost:<port>/)
+on the local cloud, the image built, the GitHub stand-in for sign-in. Each test gets its own
+site (directory, ports, database); the local CA in var/ca is made once and shared."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import time
 
 import openstack.exceptions
 import pytest
+from playwright.sync_api import sync_playwright
 
 from localcloud import github
 from localcloud.config import Config as CloudConfig
+from localcloud.front import Authority, loopback_names, trust_in_nss
 from localcloud.site import LocalSite
 from tests.helpers import BOOT_VOLUME, VAR
+
+CHROMIUM = "/usr/bin/chromium"
+# The flags this machine needs (no sandbox as root; no calls home on a closed network).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
 
 
 def free_port() -> int:
@@ -23,13 +34,22 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def localhost_names():
+    """The tests' requests resolve *.localhost to loopback, as Chromium and curl do."""
+    with loopback_names():
+        yield
+
+
 @pytest.fixture
 def make_site(cloud, prebuilt_image, tmp_path, monkeypatch):
-    """Start a site (LocalSite's settings as keywords); all are stopped after the test."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,10.89.0.0/16")
+    """Start a site (LocalSite's settings as keywords, behind its TLS front on a free port
+    unless `https_port` says otherwise); all are stopped after the test."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost,.localhost,10.89.0.0/16")
     sites = []
 
     def make(**settings) -> LocalSite:
+        settings.setdefault("https_port", free_port())
         local = LocalSite(tmp_path / f"site{len(sites)}", free_port(), CloudConfig(var_dir=VAR),
                           **settings)
         sites.append(local)
@@ -90,3 +110,27 @@ def delete_vm(cloud, login: str, timeout: float = 300) -> None:
                     conn.block_storage.delete_volume(volume, ignore_missing=True)
         assert time.monotonic() < deadline, [(v.id, v.status) for v in left]
         time.sleep(0.5)
+
+
+@pytest.fixture
+def browser(tmp_path, site):
+    """Headless Chromium (Debian's, driven by Playwright) trusting the site's local CA as a
+    person's would: an NSS database (``~/.pki/nssdb``, where Chromium on Linux reads the
+    user's CAs; certutil from libnss3-tools) in a home of its own. Playwright's
+    ``ignore_https_errors`` or ``--ignore-certificate-errors-spki-list`` would only silence
+    certificate errors, also for a wrong certificate; a trusted CA tells them apart."""
+    home = tmp_path / "browser-home"
+    trust_in_nss(Authority(site.authority), home)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=CHROMIUM_ARGS,
+                                              env={**os.environ, "HOME": str(home)})
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()

@@ -3,7 +3,6 @@ VM itself (issue 15), through real `ssc-web serve` and `ssc-web worker` processe
 
 from __future__ import annotations
 
-from localcloud.site import SiteUser
 from tests.e2e.conftest import delete_vm, find_vm
 from web.lifetime import shown
 
@@ -18,7 +17,7 @@ def metadata(cloud) -> dict:
 
 
 def test_the_page_shows_the_expiry_and_keep_it_moves_it(site, cloud):
-    user = SiteUser(site.url, LOGIN)
+    user = site.user(LOGIN)
     try:
         user.sign_in()
         user.register(site.registration_link)

@@ -8,7 +8,6 @@ import time
 
 from openstack.compute.v2.server import Server
 
-from localcloud.site import SiteUser
 from tests.e2e.conftest import account_id, delete_vm
 from tests.helpers import BIN, ROOT
 from web import db, vms
@@ -18,7 +17,7 @@ LOGIN = "reconcile-researcher"
 
 def test_a_vm_deleted_behind_the_app_leaves_its_owners_page(make_site, cloud):
     site = make_site(vm_refresh_interval=1)
-    user = SiteUser(site.url, LOGIN)
+    user = site.user(LOGIN)
     try:
         user.sign_in()
         user.register(site.registration_link)

@@ -42,7 +42,7 @@ def boot_volumes(cloud) -> list[str]:
 
 
 def test_a_launch_cut_off_by_a_restart_is_marked_and_its_vm_reported(site, cloud):
-    user = SiteUser(site.url, LOGIN)
+    user = site.user(LOGIN)
     try:
         user.sign_in()
         user.register(site.registration_link)

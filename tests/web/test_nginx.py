@@ -8,11 +8,9 @@ Needs Debian's nginx (scripts/setup.sh installs nginx-light); no cloud."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import socketserver
 import ssl
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -20,53 +18,13 @@ from pathlib import Path
 import pytest
 import requests
 
+from localcloud.front import NGINX, Authority, SiteFront, loopback_names
 from tests.helpers import sign_in as authorize
 from tests.web.conftest import free_port
 from tests.web.test_proxy import DOMAIN, TOKEN, give_vm
 
-ROOT = Path(__file__).resolve().parents[2]
 APP = "app.localhost"
-SITE_CONF = ROOT / "deploy" / "nginx-ssc-web.conf"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed")
-
-
-def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a certificate for localhost and *.vms.localhost: (ca, cert, key)."""
-    ca_key, ca, key, csr, cert = (directory / name for name in (
-        "ca.key", "ca.pem", "site.key", "site.csr", "site.pem"))
-    run = [["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=ssc test CA", "-keyout", ca_key, "-out", ca],
-           ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", key, "-out", csr],
-           ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key,
-            "-CAcreateserial", "-days", "2", "-out", cert, "-extfile", "/dev/stdin"]]
-    for command in run[:2]:
-        subprocess.run(command, check=True, capture_output=True)
-    subprocess.run(run[2], check=True, capture_output=True,
-                   input=f"subjectAltName=DNS:{APP},DNS:*.{DOMAIN}".encode())
-    return ca, cert, key
-
-
-def render(app_port: int, https_port: int, jupyter_port: int, cert: Path, key: Path,
-           logs: Path) -> str:
-    """The shipped site with this test's names, ports, certificates and log directory."""
-    text = SITE_CONF.read_text()
-    for old, new in (("vms.binder.example.org", DOMAIN), ("vms\\.binder\\.example\\.org",
-                                                         DOMAIN.replace(".", "\\.")),
-                     ("binder.example.org/vm/", f"{APP}:{https_port}/vm/"),
-                     ("binder.example.org", APP),
-                     ("listen [::]:443 ssl http2;", ""), ("listen [::]:80;", ""),
-                     ("listen 80;", f"listen 127.0.0.1:{free_port()};"),
-                     ("listen 443 ssl http2;", f"listen 127.0.0.1:{https_port} ssl http2;"),
-                     ("127.0.0.1:8080", f"127.0.0.1:{app_port}"),
-                     (":8888;", f":{jupyter_port};"), ("/var/log/nginx", str(logs))):
-        text = text.replace(old, new)
-    for live in (f"/etc/letsencrypt/live/{APP}", f"/etc/letsencrypt/live/{DOMAIN}"):
-        text = text.replace(f"{live}/fullchain.pem", str(cert)).replace(
-            f"{live}/privkey.pem", str(key))
-    assert "example.org" not in text and "8888" not in text and "letsencrypt" not in text
-    return text
 
 
 class Jupyter(socketserver.ThreadingTCPServer):
@@ -97,21 +55,16 @@ class Jupyter(socketserver.ThreadingTCPServer):
 
 
 @pytest.fixture
-def localhost_names(monkeypatch):
+def localhost_names():
     """*.localhost resolves to loopback, as in Chromium and curl (glibc here does not)."""
-    real = socket.getaddrinfo
-
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host.endswith(".localhost"):
-            host = "127.0.0.1"
-        return real(host, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    with loopback_names():
+        yield
 
 
 @pytest.fixture
 def front(make_site, github, tmp_path, localhost_names):
-    """(site, https port, the stand-in Jupyter, the CA, the log directory)."""
+    """(site, base URL, https port, the stand-in Jupyter, the CA, the log directory): the
+    shipped conf rendered by localcloud.front, as the demo and the end-to-end tests run it."""
     https_port, jupyter_port = free_port(), free_port()
     jupyter = Jupyter(("127.0.0.1", jupyter_port), Jupyter.Handler)
     jupyter.seen = []
@@ -121,27 +74,12 @@ def front(make_site, github, tmp_path, localhost_names):
     site = make_site(allowed_logins=("alice", "bob"), vms_domain=f"{DOMAIN}:{https_port}",
                      auth_cache_seconds=0, base_url=base, github_client_id=client_id,
                      github_client_secret=client_secret)
-    ca, cert, key = make_certificates(tmp_path)
-    prefix, logs = tmp_path / "nginx", tmp_path / "logs"
-    for directory in (prefix, logs):
-        directory.mkdir()
-    (prefix / "site.conf").write_text(render(int(site.url.rsplit(":", 1)[1]), https_port,
-                                             jupyter_port, cert, key, logs))
-    (prefix / "nginx.conf").write_text(
-        f"pid {prefix}/nginx.pid;\nerror_log {logs}/error.log;\nevents {{}}\n"
-        f"http {{\n  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy;\n"
-        f"  include {prefix}/site.conf;\n}}\n")
-    test = subprocess.run([NGINX, "-t", "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                          capture_output=True, text=True)
-    assert test.returncode == 0, test.stderr
-    subprocess.run([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], check=True)
-    for _ in range(50):
-        if (prefix / "nginx.pid").exists():
-            break
-        time.sleep(0.1)
-    yield site, base, https_port, jupyter, ca, logs
-    pid = int((prefix / "nginx.pid").read_text())
-    subprocess.run(["kill", str(pid)], check=False)
+    front = SiteFront(tmp_path / "front", Authority(tmp_path / "ca"),
+                      app_port=int(site.url.rsplit(":", 1)[1]), https_port=https_port,
+                      app_name=APP, vms_name=DOMAIN, jupyter_port=jupyter_port)
+    front.start()
+    yield site, base, https_port, jupyter, front.ca, front.logs
+    front.stop()
     jupyter.shutdown()
     jupyter.server_close()
 
