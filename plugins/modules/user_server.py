@@ -59,8 +59,12 @@ options:
     description: A keypair to let the operator in over SSH (none when empty).
     type: str
   volume_size:
-    description: Boot from a new volume of this many GB, deleted with the server
-      (0 boots from the image onto the flavor's disk).
+    description:
+      - Boot from a new volume of this many GB, deleted with the server (0 boots from the
+        image onto the flavor's disk).
+      - An image of a volume-backed server (Nova's snapshot of one, of size 0, whose
+        C(block_device_mapping) names a Cinder snapshot) holds no data; the volume is then
+        made from that snapshot, and is as large as the snapshot when that is larger.
     type: int
     default: 0
   floating_ip_pool:
@@ -151,7 +155,11 @@ server:
       description: The address users reach (floating IP if any, else the fixed one).
       type: str
     image:
-      description: The image it booted from (id), when known.
+      description:
+        - The image it booted from (id), when known. For a server booted from a volume,
+          the image its boot volume's metadata names (C(ssc_r2d_boot_image)), else Cinder's
+          C(volume_image_metadata) (which names the base image for a volume made from a
+          snapshot).
       type: str
     volumes:
       description: Ids of the volumes attached to it.
