@@ -73,8 +73,13 @@ def volume_backed_image_lifecycle(env: dict, cloud_name: str, conn, tmp_path: Pa
     [snapshot] = list(conn.block_storage.snapshots(details=True))
     assert (snapshot.id, snapshot.volume_id, snapshot.status) == (
         mapping["snapshot_id"], volume.id, "available")
+    checked = run_module(env, "ssc.repo2docker.server_snapshot", snapshot_args, check=True)
+    assert checked.get("changed") is False and checked["id"] == made["id"], checked
     again = run_module(env, "ssc.repo2docker.server_snapshot", snapshot_args)
     assert again.get("changed") is False and again["id"] == made["id"], again
+    assert run_module(env, "ssc.repo2docker.server_snapshot", {
+        **snapshot_args, "properties": {**properties, "ssc_r2d_prebuilt_count": "1"}},
+        check=True).get("changed") is True
 
     # the builder goes; its volume stays while the image's snapshot holds it
     build_tasks(env, settings, "builder_delete")
