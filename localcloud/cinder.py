@@ -1,4 +1,5 @@
-"""Cinder v3 with microversions: volumes and their status transitions, limits, quotas."""
+"""Cinder v3 with microversions: volumes and their status transitions, snapshots, limits,
+quotas."""
 
 import bottle
 
@@ -36,6 +37,22 @@ CREATE = {
     "required": ["volume"],
     "additionalProperties": False,
 }
+# cinder/api/schemas/snapshots.py (create): volume_id required, no other keys
+SNAPSHOT_CREATE = {
+    "type": "object",
+    "properties": {"snapshot": {"type": "object", "properties": {
+        "name": {"type": ["string", "null"], "maxLength": 255},
+        "display_name": {"type": ["string", "null"], "maxLength": 255},
+        "description": {"type": ["string", "null"], "maxLength": 255},
+        "volume_id": {"type": ["string", "null"]},
+        "force": {"type": ["boolean", "string"]},
+        "metadata": {"type": ["object", "null"], "additionalProperties": {
+            "type": "string", "maxLength": 255}}},
+        "required": ["volume_id"], "additionalProperties": False}},
+    "required": ["snapshot"],
+    "additionalProperties": False,
+}
+TRUE = ("true", "1", "yes", "on", "y", "t")
 UPDATE = {
     "type": "object",
     "properties": {"volume": {"type": "object", "properties": {
@@ -75,7 +92,8 @@ def make_app(cloud) -> bottle.Bottle:
             "created_at": volume["created_at"].replace("Z", ".000000"),
             "updated_at": volume["updated_at"] and volume["updated_at"].replace("Z", ".000000"),
             "name": volume["name"], "description": volume["description"],
-            "volume_type": DEFAULT_TYPE["name"], "snapshot_id": None, "source_volid": None,
+            "volume_type": DEFAULT_TYPE["name"], "snapshot_id": volume.get("snapshot_id"),
+            "source_volid": None,
             "metadata": volume["metadata"], "links": links(volume["id"]),
             "user_id": volume["user_id"], "bootable": str(volume["bootable"]).lower(),
             "encrypted": False, "replication_status": None, "consistencygroup_id": None,
@@ -157,13 +175,27 @@ def make_app(cloud) -> bottle.Bottle:
             if image is None or image["status"] != "active":
                 raise ApiError(400, "Invalid image identifier or unable to access requested "
                                "image.")
-        for unsupported in ("snapshot_id", "source_volid", "backup_id"):
+        for unsupported in ("source_volid", "backup_id"):
             if request.get(unsupported):
                 raise ApiError(400, f"Creating a volume from {unsupported} is not supported "
                                "by this cloud.")
+        snapshot = None
+        if request.get("snapshot_id"):
+            snapshot = find_snapshot(request["snapshot_id"])
+            # cinder/volume/flows/api/create_volume.py: the snapshot must be available; the
+            # size defaults to the snapshot's and may not be smaller
+            if snapshot["status"] != "available":
+                raise ApiError(400, "Invalid snapshot: Originating snapshot status must be "
+                               "one of 'available' values")
+            if request.get("size") is None:
+                request["size"] = snapshot["size"]
         if request.get("size") is None:
             raise ApiError(400, "Invalid input received: Size is required.")
         size = int(request["size"])
+        if snapshot and size < snapshot["size"]:
+            raise ApiError(400, f"Invalid input received: Volume size '{size}'GB cannot be "
+                           f"smaller than the snapshot size {snapshot['size']}GB. They must "
+                           "be >= original snapshot size.")
         if image and size < image["min_disk"]:
             raise ApiError(400, f"Volume size {size}GB cannot be smaller than the image "
                            f"minDisk size {image['min_disk']}GB.")
@@ -174,7 +206,7 @@ def make_app(cloud) -> bottle.Bottle:
         volume = cloud.create_volume(
             size=size, name=request.get("name", request.get("display_name")),
             description=request.get("description", request.get("display_description")),
-            image_id=image_id, metadata=request.get("metadata") or {})
+            image_id=image_id, metadata=request.get("metadata") or {}, snapshot=snapshot)
         bottle.response.status = 202
         return {"volume": detail_view(volume)}
 
@@ -202,15 +234,102 @@ def make_app(cloud) -> bottle.Bottle:
                            "not be migrating, attached, belong to a group, have snapshots, "
                            "awaiting a transfer, or be disassociated from snapshots after "
                            "volume transfer.")
+        if cloud.volume_snapshots(volume_id):  # cinder/volume/api.py, delete (no cascade)
+            raise ApiError(400, "Invalid volume: Volume status must be available or error or "
+                           "error_restoring or error_extending or error_managing and must "
+                           "not be migrating, attached, belong to a group, have snapshots, "
+                           "awaiting a transfer, or be disassociated from snapshots after "
+                           "volume transfer.")
         cloud.delete_volume(volume_id)
         bottle.response.status = 202
         return ""
 
-    @app.get("/v3/<project_id>/snapshots")
-    @app.get("/v3/<project_id>/snapshots/detail")
-    def list_snapshots(project_id):
+    # --- snapshots: cinder/api/v3/snapshots.py and its views -----------------------------
+
+    def find_snapshot(snapshot_id: str) -> dict:
+        snapshot = store.get("snapshots", snapshot_id)
+        if snapshot is None:
+            raise not_found(f"Snapshot {snapshot_id} could not be found.")
+        return snapshot
+
+    def snapshot_summary(snapshot: dict) -> dict:
+        """cinder/api/views/snapshots.py, summary (the list's items)."""
+        return {"id": snapshot["id"],
+                "created_at": snapshot["created_at"].replace("Z", ".000000"),
+                "updated_at": snapshot["updated_at"] and snapshot["updated_at"].replace(
+                    "Z", ".000000"),
+                "name": snapshot["name"], "description": snapshot["description"],
+                "volume_id": snapshot["volume_id"], "status": snapshot["status"],
+                "size": snapshot["size"], "metadata": snapshot["metadata"]}
+
+    def snapshot_detail(snapshot: dict) -> dict:
+        """cinder/api/v3/views/snapshots.py, detail, with the extended snapshot attributes
+        (show and detail list): group_snapshot_id from 3.14, user_id from 3.41,
+        consumes_quota from 3.65."""
+        view = {**snapshot_summary(snapshot),
+                "os-extended-snapshot-attributes:project_id": project,
+                "os-extended-snapshot-attributes:progress": snapshot["progress"]}
+        if at_least("3.14"):
+            view["group_snapshot_id"] = None
+        if at_least("3.41"):
+            view["user_id"] = snapshot["user_id"]
+        if at_least("3.65"):
+            view["consumes_quota"] = True
+        return view
+
+    def matching_snapshots(project_id: str) -> list[dict]:
         check_project(project_id)
-        return {"snapshots": []}
+        query = bottle.request.query
+        found = sorted(store.all("snapshots"), key=lambda s: s["created_at"], reverse=True)
+        for key in ("name", "status", "volume_id"):
+            if query.get(key):
+                found = [s for s in found if s[key] == query[key]]
+        return found
+
+    @app.get("/v3/<project_id>/snapshots")
+    def list_snapshots(project_id):
+        return {"snapshots": [snapshot_summary(s) for s in matching_snapshots(project_id)]}
+
+    @app.get("/v3/<project_id>/snapshots/detail")
+    def list_snapshots_detail(project_id):
+        return {"snapshots": [snapshot_detail(s) for s in matching_snapshots(project_id)]}
+
+    @app.get("/v3/<project_id>/snapshots/<snapshot_id>")
+    def show_snapshot(project_id, snapshot_id):
+        check_project(project_id)
+        return {"snapshot": snapshot_detail(find_snapshot(snapshot_id))}
+
+    @app.post("/v3/<project_id>/snapshots", op="snapshot.create")
+    def create_snapshot(project_id):
+        """cinder/volume/api.py, _create_snapshot: an attached volume only with force."""
+        check_project(project_id)
+        request = json_body(SNAPSHOT_CREATE)["snapshot"]
+        volume = store.get("volumes", request.get("volume_id") or "")
+        if volume is None:
+            raise not_found(f"Volume {request.get('volume_id')} could not be found.")
+        force = str(request.get("force", False)).lower() in TRUE
+        allowed = ("available", "in-use") if force else ("available",)
+        if volume["status"] not in allowed:
+            raise ApiError(400, f"Invalid volume: Volume {volume['id']} status must be "
+                           f"{', '.join(allowed)} , but current status is: "
+                           f"{volume['status']}.")
+        snapshot = cloud.create_snapshot(
+            volume, request.get("name", request.get("display_name")),
+            request.get("description"), request.get("metadata") or {})
+        bottle.response.status = 202
+        return {"snapshot": snapshot_detail(snapshot)}
+
+    @app.delete("/v3/<project_id>/snapshots/<snapshot_id>", op="snapshot.delete")
+    def delete_snapshot(project_id, snapshot_id):
+        """cinder/volume/api.py, delete_snapshot: available or error only."""
+        check_project(project_id)
+        snapshot = find_snapshot(snapshot_id)
+        if snapshot["status"] not in ("available", "error"):
+            raise ApiError(400, "Invalid snapshot: Snapshot status must be available or "
+                           "error and must not be part of a group.")
+        cloud.delete_snapshot(snapshot_id)
+        bottle.response.status = 202
+        return ""
 
     @app.get("/v3/<project_id>/types")
     def list_types(project_id):
@@ -240,7 +359,8 @@ def make_app(cloud) -> bottle.Bottle:
             "maxTotalSnapshots": cloud.quota("snapshots"),
             "maxTotalBackups": 10, "maxTotalBackupGigabytes": 1000,
             "totalVolumesUsed": used["volumes"], "totalGigabytesUsed": used["gigabytes"],
-            "totalSnapshotsUsed": 0, "totalBackupsUsed": 0, "totalBackupGigabytesUsed": 0}}}
+            "totalSnapshotsUsed": used["snapshots"], "totalBackupsUsed": 0,
+            "totalBackupGigabytesUsed": 0}}}
 
     @app.get("/v3/<project_id>/os-quota-sets/<target>")
     def quotas(project_id, target):
@@ -249,8 +369,9 @@ def make_app(cloud) -> bottle.Bottle:
         usage = bottle.request.query.get("usage", "").lower() in ("true", "1")
         view = {"id": target}
         for name, in_use in (("volumes", used["volumes"]), ("gigabytes", used["gigabytes"]),
-                             ("snapshots", 0), ("backups", 0), ("backup_gigabytes", 0),
-                             ("groups", 0), ("per_volume_gigabytes", 0)):
+                             ("snapshots", used["snapshots"]), ("backups", 0),
+                             ("backup_gigabytes", 0), ("groups", 0),
+                             ("per_volume_gigabytes", 0)):
             limit = -1 if name == "per_volume_gigabytes" else cloud.quota(name) \
                 if name in ("volumes", "gigabytes", "snapshots") else 10
             view[name] = {"limit": limit, "in_use": in_use, "reserved": 0,

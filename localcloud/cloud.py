@@ -39,6 +39,10 @@ FLAVORS = [  # SSC's names; sizes of a small research cloud
     ("ssc.xlarge", 8, 16384, 160),
 ]
 PRIVATE_NETWORK_NAME = "private"
+ROOT_DEVICE = "/dev/vda"  # the device a boot volume is attached as
+# SHA-512 of no data: Glance's os_hash_value of an image of size 0
+EMPTY_SHA512 = ("cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce"
+                "47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e")
 PUBLIC_NETWORK_NAME = "Public External IPv4 Network"
 
 
@@ -113,6 +117,11 @@ class Cloud:
             if image["status"] in ("queued", "saving") and image["properties"].get(
                     "instance_uuid"):
                 self.store.update("images", image["id"], status="killed")
+        for snapshot in self.store.all("snapshots"):
+            if snapshot["status"] == "creating":
+                self.store.update("snapshots", snapshot["id"], status="error")
+            elif snapshot["status"] == "deleting":
+                self.workers.submit(self.delete_snapshot_now, snapshot["id"])
         for volume in self.store.all("volumes"):
             if volume["status"] == "creating":
                 self.store.update("volumes", volume["id"], status="error")
@@ -140,13 +149,15 @@ class Cloud:
         servers = self.store.all("servers")
         flavors = {f["id"]: f for f in self.store.all("flavors")}
         volumes = self.store.all("volumes")
+        snapshots = self.store.all("snapshots")
         return {
             "instances": len(servers),
             "cores": sum(flavors[s["flavor_id"]]["vcpus"] for s in servers),
             "ram": sum(flavors[s["flavor_id"]]["ram"] for s in servers),
             "key_pairs": len(self.store.all("keypairs")),
             "volumes": len(volumes),
-            "gigabytes": sum(v["size"] for v in volumes),
+            # Cinder's gigabytes quota counts volumes and snapshots
+            "gigabytes": sum(v["size"] for v in volumes) + sum(s["size"] for s in snapshots),
             "floatingip": len(self.store.all("floatingips")),
             "security_group": len(self.store.all("security_groups")),
             "security_group_rule": len(self.store.all("security_group_rules")),
@@ -154,7 +165,7 @@ class Cloud:
             "subnet": len(self.store.all("subnets")),
             "port": len(self.store.all("ports")),
             "server_groups": 0, "server_group_members": 0, "metadata_items": 0,
-            "snapshots": 0, "router": 0,
+            "snapshots": len(snapshots), "router": 0,
         }
 
     def check_quota(self, **requested: int) -> None:
@@ -274,6 +285,8 @@ class Cloud:
         if volume["status"] == "error":
             raise RuntimeError(f"Volume {volume['id']} did not become available.")
         self.attach_volume(volume["id"], server["id"], boot.get("delete_on_termination"))
+        if volume.get("docker_image"):  # made from a snapshot: its machine's file system
+            return {"docker_image": volume["docker_image"]}, volume_docker_name(volume["id"])
         image = self.store.get("images", volume["image_id"])
         return image, volume_docker_name(volume["id"])
 
@@ -297,7 +310,15 @@ class Cloud:
             self.machines.delete_volume(server["disk_volume"])
         doomed = []
         for attachment in server["volumes"]:
-            if attachment["delete_on_termination"]:
+            if attachment["delete_on_termination"] and self.volume_snapshots(attachment["id"]):
+                # Cinder refuses to delete a volume that has snapshots; Nova's compute
+                # manager logs that and goes on (_cleanup_volumes with raise_exc=False): the
+                # volume stays, detached and available.
+                log.info("volume %s has snapshots: not deleted with server %s",
+                         attachment["id"], server_id)
+                self.store.update("volumes", attachment["id"], status="available",
+                                  attachments=[], updated_at=now())
+            elif attachment["delete_on_termination"]:
                 # Nova's compute manager asks Cinder to delete the volume before it destroys
                 # the instance record; Cinder's volume service deletes it afterwards, so the
                 # server is gone while the volume is still `deleting` (a delete of it now
@@ -352,6 +373,8 @@ class Cloud:
 
     def snapshot_server(self, server_id: str, name: str, properties: dict) -> dict:
         server = self.store.get("servers", server_id)
+        if server.get("boot_volume"):
+            return self.snapshot_volume_backed(server, name, properties)
         base = self.store.get("images", server["image_id"]) if server["image_id"] else None
         if server.get("boot_volume"):
             volume = self.store.get("volumes", server["boot_volume"]["volume_id"])
@@ -366,6 +389,71 @@ class Cloud:
         self.store.update("servers", server_id, task_state="image_snapshot", updated=now())
         self.workers.submit(self._guarded_snapshot, server_id, image["id"])
         return image
+
+    def snapshot_volume_backed(self, server: dict, name: str, properties: dict) -> dict:
+        """Nova's createImage of a volume-backed server (nova/compute/api.py,
+        snapshot_volume_backed): a Cinder snapshot of the boot volume (forced: it is
+        attached), then at once an active Glance image of size 0 with no data whose
+        properties name the snapshot (block_device_mapping, a JSON list of v2 mappings;
+        bdm_v2; root_device_name). Nova checks Cinder's snapshot quota first (403 over
+        quota). The snapshot is `creating` until the machine's file system and the
+        volume's data are copied, then `available`."""
+        volume = self.store.get("volumes", server["boot_volume"]["volume_id"])
+        attachment = next(a for a in server["volumes"] if a["id"] == volume["id"])
+        with self.store.lock:
+            used, limit = self.usage()["snapshots"], self.quota("snapshots")
+            if limit >= 0 and used + 1 > limit:
+                raise ApiError(403, "Quota exceeded for resources: snapshots")
+            snapshot = self.create_snapshot_record(volume, f"snapshot for {name}",
+                                                   volume["description"], {})
+        base = self.store.get("images", volume["image_id"]) if volume["image_id"] else None
+        mapping = {
+            "source_type": "snapshot", "destination_type": "volume",
+            "snapshot_id": snapshot["id"], "volume_id": None, "image_id": None,
+            "volume_size": volume["size"], "boot_index": 0, "device_name": ROOT_DEVICE,
+            "delete_on_termination": attachment["delete_on_termination"],
+            "disk_bus": None, "device_type": None, "guest_format": None, "tag": None,
+            "volume_type": None, "no_device": None, "encrypted": None,
+            "encryption_secret_uuid": None, "encryption_format": None,
+            "encryption_options": None}
+        flavor = self.store.get("flavors", server["flavor_id"])
+        image = self.create_image_record(name, {
+            **{k: v for k, v in (base or {}).get("properties", {}).items()
+               if k.startswith("os_")},
+            "base_image_ref": "", "owner_user_name": "demo", "owner_project_name": "demo",
+            **properties, "root_device_name": ROOT_DEVICE,
+            "block_device_mapping": json.dumps([mapping]), "bdm_v2": "True"},
+            status="active", size=0, min_disk=flavor["disk"],
+            checksum="d41d8cd98f00b204e9800998ecf8427e",  # MD5 of no data, as Glance gives
+            os_hash_value=EMPTY_SHA512)
+        self.store.update("servers", server["id"], task_state="image_snapshot", updated=now())
+        self.workers.submit(self._guarded_volume_snapshot, server["id"], snapshot["id"])
+        return image
+
+    def _guarded_volume_snapshot(self, server_id: str, snapshot_id: str) -> None:
+        try:
+            self.faults.delay("image.snapshot")
+            if self.faults.failure("server.createImage"):
+                raise RuntimeError("injected fault")
+            snapshot = self.store.get("snapshots", snapshot_id)
+            self._snapshot_data(server_id, snapshot)
+            self.store.update("snapshots", snapshot_id, status="available",
+                              progress="100%", updated_at=now())
+        except Exception:
+            log.exception("snapshot %s of server %s failed", snapshot_id, server_id)
+            self.store.update("snapshots", snapshot_id, status="error", updated_at=now())
+        finally:
+            self.store.update("servers", server_id, task_state=None, updated=now())
+
+    def _snapshot_data(self, server_id: str, snapshot: dict) -> None:
+        """The machine's file system (a Docker image) and a copy of the volume's data: what
+        a volume made from the snapshot boots with."""
+        docker_image = f"localcloud/snapshot:{snapshot['id']}"
+        data_volume = f"localcloud-snapdata-{snapshot['id']}"
+        server = self.store.get("servers", server_id)
+        self.machines.snapshot(server_id, docker_image, server["disk_volume"], data_volume)
+        self.store.update("snapshots", snapshot["id"], docker_image=docker_image,
+                          data_volume=data_volume)
 
     def _guarded_snapshot(self, server_id: str, image_id: str) -> None:
         try:
@@ -449,10 +537,17 @@ class Cloud:
                                f"({limit}) exceeded for quota 'volumes'.")
 
     def create_volume_record(self, *, size: int, name: str | None, image_id: str | None,
-                             description: str | None, metadata: dict | None = None) -> dict:
+                             description: str | None, metadata: dict | None = None,
+                             snapshot: dict | None = None) -> dict:
         stamp = now()
+        if snapshot is not None:
+            # Cinder copies the source volume's image metadata to its snapshots and to
+            # volumes made from them: volume_image_metadata names the base image
+            image_id = snapshot["image_id"]
         volume = {
             "id": new_id(), "name": name, "description": description, "size": size,
+            "snapshot_id": snapshot["id"] if snapshot else None,
+            "docker_image": snapshot["docker_image"] if snapshot else None,
             "status": "creating", "image_id": image_id, "bootable": bool(image_id),
             "metadata": metadata or {}, "attachments": [], "created_at": stamp,
             "updated_at": None, "volume_type": "__DEFAULT__", "availability_zone": "nova",
@@ -473,9 +568,13 @@ class Cloud:
             if self.faults.failure("volume.create"):
                 raise RuntimeError("injected fault")
             volume = self.store.get("volumes", volume_id)
-            image = self.store.get("images", volume["image_id"]) if volume["image_id"] else None
+            if volume.get("snapshot_id"):
+                source = self.store.get("snapshots", volume["snapshot_id"]) or {}
+            else:
+                source = (self.store.get("images", volume["image_id"]) if volume["image_id"]
+                          else None) or {}
             self.machines.create_volume(volume_docker_name(volume_id), volume["size"],
-                                        (image or {}).get("data_volume"))
+                                        source.get("data_volume"))
             self.store.update("volumes", volume_id, status="available", updated_at=now())
         except Exception:
             log.exception("creating volume %s failed", volume_id)
@@ -496,7 +595,97 @@ class Cloud:
 
     def delete_volume_now(self, volume_id: str) -> None:
         self.machines.delete_volume(volume_docker_name(volume_id))
-        self.store.delete("volumes", volume_id)
+        volume = self.store.delete("volumes", volume_id)
+        self._release_docker_image((volume or {}).get("docker_image"))
+
+    def volume_snapshots(self, volume_id: str) -> list[dict]:
+        return self.store.find("snapshots", volume_id=volume_id)
+
+    # --- volume snapshots (Cinder) -------------------------------------------------------
+
+    def create_snapshot_record(self, volume: dict, name: str | None,
+                               description: str | None, metadata: dict) -> dict:
+        """A snapshot of `volume`, `creating`. Raises Cinder's 413 over the snapshots or
+        gigabytes quota."""
+        used = self.usage()
+        for resource, amount in (("snapshots", 1), ("gigabytes", volume["size"])):
+            limit = self.quota(resource)
+            if limit >= 0 and used[resource] + amount > limit:
+                if resource == "snapshots":
+                    raise ApiError(413, f"SnapshotLimitExceeded: Maximum number of snapshots "
+                                   f"allowed ({limit}) exceeded")
+                raise ApiError(413, f"VolumeSizeExceedsAvailableQuota: Requested volume or "
+                               f"snapshot exceeds allowed gigabytes quota. Requested "
+                               f"{amount}G, quota is {limit}G and {used[resource]}G has "
+                               "been consumed.")
+        stamp = now()
+        return self.store.put("snapshots", {
+            "id": new_id(), "name": name, "description": description,
+            "volume_id": volume["id"], "size": volume["size"], "status": "creating",
+            "metadata": metadata, "created_at": stamp, "updated_at": None,
+            "progress": "0%", "user_id": self.identity["user_id"],
+            "image_id": volume["image_id"], "docker_image": None, "data_volume": None})
+
+    def create_snapshot(self, volume: dict, name: str | None, description: str | None,
+                        metadata: dict) -> dict:
+        """Cinder's snapshot of a volume through its API: `creating`, then `available`
+        once the volume's data is copied (an attached volume's machine is snapshotted with
+        it, as for Nova's createImage)."""
+        with self.store.lock:
+            snapshot = self.create_snapshot_record(volume, name, description, metadata)
+        self.workers.submit(self._create_snapshot_data, snapshot["id"])
+        return snapshot
+
+    def _create_snapshot_data(self, snapshot_id: str) -> None:
+        try:
+            snapshot = self.store.get("snapshots", snapshot_id)
+            volume = self.store.get("volumes", snapshot["volume_id"])
+            server_id = next((a["server_id"] for a in volume["attachments"]), None)
+            if server_id is not None:
+                self._snapshot_data(server_id, snapshot)
+            else:
+                data_volume = f"localcloud-snapdata-{snapshot_id}"
+                self.machines.create_volume(data_volume, snapshot["size"],
+                                            volume_docker_name(volume["id"]))
+                self.store.update("snapshots", snapshot_id, data_volume=data_volume,
+                                  docker_image=volume.get("docker_image") or (
+                                      self.store.get("images", volume["image_id"]) or {}
+                                  ).get("docker_image"))
+            self.store.update("snapshots", snapshot_id, status="available", progress="100%",
+                              updated_at=now())
+        except Exception:
+            log.exception("snapshot %s failed", snapshot_id)
+            self.store.update("snapshots", snapshot_id, status="error", updated_at=now())
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        """Cinder's delete: `deleting`, then gone (asynchronously, in its volume service)."""
+        self.store.update("snapshots", snapshot_id, status="deleting", updated_at=now())
+        self.workers.submit(self.delete_snapshot_now, snapshot_id)
+
+    def delete_snapshot_now(self, snapshot_id: str) -> None:
+        time.sleep(self.config.nova_volume_delete_delay)
+        snapshot = self.store.get("snapshots", snapshot_id)
+        if snapshot is None:
+            return
+        try:
+            if snapshot.get("data_volume"):
+                self.machines.delete_volume(snapshot["data_volume"])
+        except Exception:
+            log.exception("deleting snapshot %s failed", snapshot_id)
+            self.store.update("snapshots", snapshot_id, status="error_deleting",
+                              updated_at=now())
+            return
+        self.store.delete("snapshots", snapshot_id)
+        self._release_docker_image(snapshot.get("docker_image"))
+
+    def _release_docker_image(self, docker_image: str | None) -> None:
+        """Delete a snapshot's machine image once no snapshot, volume or image uses it."""
+        if not docker_image or not docker_image.startswith("localcloud/snapshot:"):
+            return
+        users = [r for c in ("snapshots", "volumes", "images") for r in self.store.all(c)
+                 if r.get("docker_image") == docker_image]
+        if not users:
+            self.machines.delete_image(docker_image)
 
     # --- ports and security groups ---------------------------------------------------
 

@@ -196,6 +196,11 @@ def find_image(cloud, image_id: str) -> dict:
         raise bad_request("Can not find requested image")
     if image["status"] != "active":
         raise bad_request(f"Image {image_id} is not active.")
+    if "block_device_mapping" in image["properties"]:
+        # real Nova boots such an image from volumes made from its snapshots; this cloud
+        # does not: make the volume from the snapshot and boot from it
+        raise bad_request(f"Image {image_id} is an image of a volume-backed server; this "
+                          "cloud boots it only from a volume made from its snapshot.")
     return image
 
 

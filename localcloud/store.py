@@ -12,6 +12,7 @@ from pathlib import Path
 
 COLLECTIONS = (
     "tokens", "app_credentials", "flavors", "keypairs", "servers", "images", "volumes",
+    "snapshots",
     "networks", "subnets", "ports", "security_groups", "security_group_rules",
     "floatingips", "faults", "quotas",
 )

@@ -143,13 +143,15 @@ def process_tree(marker: str) -> set[str]:
         found |= more
 
 
-def run_module(env: dict, module: str, args: dict, timeout: float = 1800) -> dict:
+def run_module(env: dict, module: str, args: dict, timeout: float = 1800,
+               check: bool = False) -> dict:
     """One run of a module of the collection, as `ansible localhost -m module -a args` with
-    the project's venv as the interpreter: the task's result (ansible.posix.json's)."""
+    the project's venv as the interpreter (with --check when `check`): the task's result
+    (ansible.posix.json's)."""
     result = subprocess.run(
         [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
          "-e", f"ansible_python_interpreter={BIN / 'python'}", "-m", module,
-         "-a", json.dumps(args)],
+         "-a", json.dumps(args), *(["--check"] if check else [])],
         env={**env, "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
              "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
         cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)

@@ -49,3 +49,17 @@ def boot_volume_plan(volumes: list[dict], server_name: str, image_id: str, size:
     return {"adopt": adopt,
             "delete": [v["id"] for v in others if v["status"] in DELETABLE],
             "wait": [v["id"] for v in others if v["status"] in MAKING]}
+
+
+def booted_image(volume: dict) -> str | None:
+    """The id of the image a boot volume (Cinder's detail view) was made for: the one its
+    metadata names when this collection made it, else Cinder's volume_image_metadata.
+
+    Cinder's volume_image_metadata names the image the volume's data first came from: for a
+    volume made from a snapshot of a volume-backed server's image, that is the base image
+    the builder booted from (Cinder copies the source volume's image metadata to its
+    snapshots and to volumes made from them), not the snapshot image."""
+    marked = (volume.get("metadata") or {}).get(BOOT_IMAGE)
+    if marked:
+        return marked
+    return (volume.get("volume_image_metadata") or {}).get("image_id")

@@ -24,9 +24,11 @@ description:
     the module fails and names the image. It never deletes an image; delete the failed one
     yourself and run again.
   - Several images of that name in the project make the module fail; it does not guess.
-  - Servers that boot from a volume work too. Nova then makes an image, usually of size 0,
-    whose C(block_device_mapping) property refers to Cinder snapshots of the server's volumes;
-    the module waits for the image like any other.
+  - Servers that boot from a volume work too. Nova then makes an image of size 0, active at
+    once, whose C(block_device_mapping) property refers to Cinder snapshots of the server's
+    volumes; with I(wait), the module also waits until those snapshots are C(available)
+    (a volume cannot be made from them before) and fails if one is in error. Deleting such
+    an image leaves its snapshots; M(ssc.repo2docker.image_prune) deletes both.
 options:
   server:
     description:
@@ -191,10 +193,14 @@ image:
       type: str
 """
 
+import time
 from typing import ClassVar
 
 from ansible_collections.openstack.cloud.plugins.module_utils.openstack import (
     OpenStackModule,
+)
+from ansible_collections.ssc.repo2docker.plugins.module_utils.volume_snapshots import (
+    snapshot_ids,
 )
 
 IN_PROGRESS = ("queued", "saving", "uploading", "importing")
@@ -379,7 +385,36 @@ class ServerSnapshotModule(OpenStackModule):
     def _exit(self, changed, image):
         if image is None:
             self.exit_json(changed=changed)
+        if self.params["wait"] and not self.check_mode:
+            self._wait_for_snapshots(image)
         self.exit_json(changed=changed, id=image.id, image=image.to_dict(computed=False))
+
+    def _wait_for_snapshots(self, image):
+        """For an active image of a volume-backed server: until the Cinder snapshots its
+        block_device_mapping names are available. Nova makes that image active at once
+        (size 0, no data) while Cinder may still be making the snapshots, and a volume
+        cannot be made from a snapshot until it is available."""
+        raw = self._raw_image(image.id) or {}
+        if str(raw.get("status")).lower() != "active":
+            return
+        pending = set(snapshot_ids(raw))
+        deadline = time.monotonic() + self.params["timeout"]
+        while pending:
+            for snapshot_id in sorted(pending):
+                snapshot = self.conn.block_storage.find_snapshot(snapshot_id)
+                status = snapshot.status if snapshot is not None else "deleted"
+                if status == "available":
+                    pending.discard(snapshot_id)
+                elif status != "creating":
+                    self.fail_json(msg=f"image {image.name!r} ({image.id}) is active, but "
+                                       f"its volume snapshot {snapshot_id} is {status}")
+            if pending and time.monotonic() > deadline:
+                self.fail_json(msg=f"the volume snapshots of image {image.name!r} "
+                                   f"({', '.join(sorted(pending))}) were not available after "
+                                   f"{self.params['timeout']} seconds; run again to keep "
+                                   "waiting")
+            if pending:
+                time.sleep(2)
 
 
 def main():

@@ -59,8 +59,12 @@ options:
     description: A keypair to let the operator in over SSH (none when empty).
     type: str
   volume_size:
-    description: Boot from a new volume of this many GB, deleted with the server
-      (0 boots from the image onto the flavor's disk).
+    description:
+      - Boot from a new volume of this many GB, deleted with the server (0 boots from the
+        image onto the flavor's disk).
+      - An image of a volume-backed server (Nova's snapshot of one, of size 0, whose
+        C(block_device_mapping) names a Cinder snapshot) holds no data; the volume is then
+        made from that snapshot, and is as large as the snapshot when that is larger.
     type: int
     default: 0
   floating_ip_pool:
@@ -152,7 +156,11 @@ server:
       description: The address users reach (floating IP if any, else the fixed one).
       type: str
     image:
-      description: The image it booted from (id), when known.
+      description:
+        - The image it booted from (id), when known. For a server booted from a volume,
+          the image its boot volume's metadata names (C(ssc_r2d_boot_image)), else Cinder's
+          C(volume_image_metadata) (which names the base image for a volume made from a
+          snapshot).
       type: str
     volumes:
       description: Ids of the volumes attached to it.
@@ -181,6 +189,7 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.boot_volume import
     DELETABLE,
     boot_volume_metadata,
     boot_volume_plan,
+    booted_image,
     marked_for,
 )
 from ansible_collections.ssc.repo2docker.plugins.module_utils.launcher_contract import (
@@ -190,6 +199,10 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launcher_contract 
 )
 from ansible_collections.ssc.repo2docker.plugins.module_utils.server_address import (
     server_addresses,
+)
+from ansible_collections.ssc.repo2docker.plugins.module_utils.volume_snapshots import (
+    boot_snapshot,
+    boot_volume_size,
 )
 
 TOKEN = re.compile(r"[A-Za-z0-9]{32,128}")
@@ -313,17 +326,36 @@ class UserServerModule(OpenStackModule):
         """The id of an available boot volume for the server: one a cut-off run left (same
         image and size), or a new one from the image. Other volumes marked for this server
         are deleted first."""
-        name, size = self.params["name"], self.params["volume_size"]
+        name = self.params["name"]
         image = self.conn.image.find_image(self.params["image"], ignore_missing=False)
-        plan = boot_volume_plan(self._volumes(), name, image.id, size)
+        source = self._boot_source(image.id)
+        plan = boot_volume_plan(self._volumes(), name, image.id, source["size"])
         self._remove_volumes(plan["wait"] + plan["delete"])
         volume_id = plan["adopt"]
         if volume_id is None:
             volume_id = self.conn.block_storage.create_volume(
-                size=size, image_id=image.id, name=name,
-                metadata=boot_volume_metadata(name, image.id)).id
+                size=source["size"], name=name, metadata=boot_volume_metadata(name, image.id),
+                **source["from"]).id
         self._wait_for_volume(volume_id)
         return volume_id
+
+    def _boot_source(self, image_id: str) -> dict:
+        """Where the boot volume's data comes from and its size (GB): ``{"from": kwargs of
+        create_volume, "size": int}``. An image of a volume-backed server (Nova's
+        createImage of one) holds no data: its root block device mapping names a Cinder
+        snapshot, and the volume is made from that snapshot, at least as large as it (Cinder
+        refuses a smaller one). Made from the image itself, Cinder would copy its zero bytes
+        into an empty volume (module_utils/volume_snapshots.py)."""
+        size = self.params["volume_size"]
+        response = self.conn.image.get(f"/images/{image_id}")
+        self.sdk.exceptions.raise_from_response(response)
+        root = boot_snapshot(response.json())
+        if root is None:
+            return {"from": {"image_id": image_id}, "size": size}
+        snapshot = self.conn.block_storage.get_snapshot(root["snapshot_id"])
+        return {"from": {"snapshot_id": snapshot.id},
+                "size": boot_volume_size(size, max(snapshot.size or 0,
+                                                   root["volume_size"] or 0))}
 
     def _settle(self, server) -> dict:
         """An existing server as a run that made it would leave it: a run cut off before
@@ -375,8 +407,7 @@ class UserServerModule(OpenStackModule):
             if described["image"]:
                 break
             volume = self.conn.block_storage.find_volume(volume_id, ignore_missing=True)
-            image_meta = getattr(volume, "volume_image_metadata", None) or {}
-            described["image"] = image_meta.get("image_id")
+            described["image"] = booted_image(volume.to_dict() if volume else {})
         return described
 
     def _wait_until_active(self, server_id: str) -> None:

@@ -5,6 +5,7 @@ against a cloud: tests/integration/test_user_server.py."""
 from ansible_collections.ssc.repo2docker.plugins.module_utils.boot_volume import (
     boot_volume_metadata,
     boot_volume_plan,
+    booted_image,
     marked_for,
 )
 
@@ -63,3 +64,15 @@ def test_attached_or_deleting_volumes_are_left_alone():
     volumes = [volume("attached", "in-use"), volume("going", "deleting")]
     assert boot_volume_plan(volumes, NAME, IMAGE, 20) == {"adopt": None, "delete": [],
                                                           "wait": []}
+
+
+def test_the_image_a_volume_was_made_for_is_its_mark_not_cinders_base_image():
+    """Cinder's volume_image_metadata of a volume made from a snapshot of a volume-backed
+    server's image names the base image the builder booted from (seen on real Cinder,
+    tests/realcloud/test_volume_backed_image.py): the cache-hit report must read the
+    snapshot image's id, which the volume's metadata names."""
+    made = {"metadata": boot_volume_metadata(NAME, IMAGE),
+            "volume_image_metadata": {"image_id": OTHER_IMAGE}}
+    assert booted_image(made) == IMAGE
+    assert booted_image({"metadata": {}, "volume_image_metadata": {"image_id": IMAGE}}) == IMAGE
+    assert booted_image({}) is None
