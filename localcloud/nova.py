@@ -2,6 +2,14 @@
 
 Routes are module-level functions, one per API call, taking the path's parameters and the
 ``cloud`` (given by the `Inject` plugin); :func:`make_app` wires them to their paths.
+
+Each answer has the shape Nova gives at the request's microversion (its view builders and the
+response schemas in nova/api/openstack/compute/schemas), from 2.1 to 2.104; a comment names
+the microversion where a field comes or goes. tests/localcloud/test_microversion_sweep.py calls
+every route at 2.1, 2.93 (Zed's maximum) and 2.104, and tests/contract checks each answer
+against Nova's own schemas. Found that way and fixed: /limits' maxImageMeta (gone at 2.39) and
+nova-network limits (gone at 2.36); the quota set's nova-network quotas (below 2.36); the view
+PUT /servers/{id} answers (basic below 2.75, server_groups from 2.71).
 """
 
 import base64

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
+from localcloud.nova import ACTIONS
+
 pytestmark = pytest.mark.cloud
 
 ROOT_URL = "http://127.0.0.1:8770"
@@ -127,8 +129,35 @@ def finish_compute(api: Client, server_id: str) -> None:
     api("DELETE", f"{base}/metadata/b", expect=204)
     for part in ("ips", "os-security-groups", "os-volume_attachments", "os-interface"):
         api("GET", f"{base}/{part}")
-    api("POST", f"{base}/action", json={"os-getConsoleOutput": {"length": 5}})
+    server_actions(api, base)
     api("DELETE", base, expect=204)
+
+
+def server_actions(api: Client, base: str) -> None:
+    """Each action of POST /servers/{id}/action, the server ACTIVE again at the end."""
+    def settled(status):
+        server = api("GET", base)["server"]
+        return server["status"] == status and server["OS-EXT-STS:task_state"] is None
+
+    api("POST", f"{base}/action", json={"os-getConsoleOutput": {"length": 5}})
+    api("POST", f"{base}/action", expect=202, json={"os-stop": None})
+    wait_for(lambda: settled("SHUTOFF"))
+    answer = requests.post(ROOT_URL + MOUNTS["compute"] + f"{base}/action", timeout=120,
+                           headers={"X-Auth-Token": api.token, "OpenStack-API-Version":
+                                    f"compute {api.version}"},
+                           json={"createImage": {"name": f"sweep-{tag(api.version)}",
+                                                 "metadata": {"sweep": api.version}}})
+    assert answer.status_code == 202, answer.text
+    image = f"{ROOT_URL}/image/v2/images/" + answer.headers["Location"].rsplit("/", 1)[-1]
+    wait_for(lambda: settled("SHUTOFF"))
+    assert requests.get(image, headers={"X-Auth-Token": api.token},
+                        timeout=30).json()["status"] == "active"
+    assert requests.delete(image, headers={"X-Auth-Token": api.token},
+                           timeout=60).status_code == 204
+    api("POST", f"{base}/action", expect=202, json={"os-start": None})
+    wait_for(lambda: settled("ACTIVE"))
+    api("POST", f"{base}/action", expect=202, json={"reboot": {"type": "SOFT"}})
+    wait_for(lambda: settled("ACTIVE"))
 
 
 def sweep_volume(api: Client, ids: dict) -> str:
@@ -249,6 +278,17 @@ def test_every_route_answered_at_every_version(sweep):
                for version in sweep["versions"][route["service"]]
                if (route["service"], route["method"], route["rule"], version) not in answered]
     assert not missing, "routes the sweep did not call (add them to it):\n" + "\n".join(missing)
+
+
+def test_every_server_action_answered_at_every_version(sweep):
+    """Each action localcloud's Nova takes (POST /servers/{id}/action) at each version."""
+    answered = {(next(iter(e["request"])), e["microversion"]) for e in sweep["exchanges"]
+                if e["service"] == "compute" and e["path"].endswith("/action")
+                and e["status"] < 400 and isinstance(e["request"], dict)}
+    missing = [f"{action} at {version}" for action in ACTIONS
+               for version in sweep["versions"]["compute"]
+               if (action, version) not in answered]
+    assert not missing, "server actions the sweep did not take:\n" + "\n".join(missing)
 
 
 def test_versions_reach_the_top(sweep):
