@@ -108,8 +108,12 @@ def sweep_compute(api: Client, ids: dict) -> dict:
         api("GET", path)
     server = {"name": f"sweep-{tag(api.version)}", "imageRef": ids["image"],
               "flavorRef": flavor, "metadata": {"sweep": api.version}}
-    if api.version != "2.1":  # required from 2.37 on
-        server["networks"] = "auto"
+    if api.version == "2.1":  # Nova's 2.1 schema refuses what later microversions added
+        api("POST", "/v2.1/servers", expect=400,
+            json={"server": {**server, "description": "from 2.19 on"}})
+    else:  # networks required from 2.37 on; description, tags, hostname from 2.19, 2.52, 2.90
+        server.update(networks="auto", description=f"swept at {api.version}",
+                      tags=["sweep"], hostname=f"sweep-{tag(api.version)}")
     created = api("POST", "/v2.1/servers", expect=202, json={"server": server})
     return created["server"]["id"]
 
@@ -120,7 +124,10 @@ def finish_compute(api: Client, server_id: str) -> None:
     wait_for(lambda: api("GET", base)["server"]["status"] == "ACTIVE")
     api("GET", "/v2.1/servers")
     api("GET", "/v2.1/servers/detail")
-    api("PUT", base, json={"server": {"name": f"sweep-{tag(api.version)}-renamed"}})
+    update = {"name": f"sweep-{tag(api.version)}-renamed"}
+    if api.version != "2.1":
+        update["description"] = "renamed"  # from 2.19 on
+    api("PUT", base, json={"server": update})
     api("PUT", f"{base}/metadata", json={"metadata": {"a": "1", "b": "2"}})
     api("POST", f"{base}/metadata", json={"metadata": {"c": "3"}})
     api("GET", f"{base}/metadata")
