@@ -138,6 +138,8 @@ def finish_compute(api: Client, server_id: str) -> None:
         api("GET", f"{base}/{part}")
     server_actions(api, base)
     api("DELETE", base, expect=204)
+    # gone before the next test lists servers (Nova deletes asynchronously)
+    wait_for(lambda: "itemNotFound" in (api("GET", base, expect=(200, 404)) or {}))
 
 
 def server_actions(api: Client, base: str) -> None:
@@ -190,6 +192,7 @@ def finish_volume(api: Client, ids: dict, volume_id: str) -> None:
     api("GET", f"{project}/volumes/detail")
     api("PUT", path, json={"volume": {"description": f"swept at {api.version}"}})
     api("DELETE", path, expect=202)
+    wait_for(lambda: "itemNotFound" in (api("GET", path, expect=(200, 404)) or {}))
 
 
 def sweep_identity(api: Client, ids: dict, password: str) -> None:
