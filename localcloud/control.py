@@ -1,4 +1,7 @@
-"""The local cloud's own control API: faults to inject, quotas to set, request counts.
+"""The local cloud's own control API: faults to inject, quotas to set, request counts, and
+(added by `localcloud.service`, which holds every service's app) `GET /routes`, the route
+table of the OpenStack services, which tests/localcloud/test_microversion_sweep.py calls in
+full.
 
 Not OpenStack: tests and people use it (through `localcloud fault` and `localcloud quota`)
 to make the cloud misbehave on purpose or to check that nothing reached it.

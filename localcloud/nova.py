@@ -2,6 +2,14 @@
 
 Routes are module-level functions, one per API call, taking the path's parameters and the
 ``cloud`` (given by the `Inject` plugin); :func:`make_app` wires them to their paths.
+
+Each answer has the shape Nova gives at the request's microversion (its view builders and the
+response schemas in nova/api/openstack/compute/schemas), from 2.1 to 2.104; a comment names
+the microversion where a field comes or goes. tests/localcloud/test_microversion_sweep.py calls
+every route at 2.1, 2.93 (Zed's maximum) and 2.104, and tests/contract checks each answer
+against Nova's own schemas. Found that way and fixed: /limits' maxImageMeta (gone at 2.39) and
+nova-network limits (gone at 2.36); the quota set's nova-network quotas (below 2.36); the view
+PUT /servers/{id} answers (basic below 2.75, server_groups from 2.71).
 """
 
 import base64
@@ -397,28 +405,23 @@ def image_of(cloud, server: dict):
     return image
 
 
-def server_view(cloud, server: dict) -> dict:
+def server_view(cloud, server: dict, *, full: bool = True, server_groups: bool = False) -> dict:
+    """A server as Nova's view builder shows it (nova/api/openstack/compute/views/servers.py,
+    ViewBuilder.show). `full=False` is PUT /servers/{id}'s answer below 2.75: no AZ, config
+    drive, key, usage dates, security groups, extended status or volumes, and addresses without
+    their type and MAC; `server_groups` adds the server's groups (GET from 2.71, PUT too)."""
     view = {
         "id": server["id"], "name": server["name"], "status": status(server),
         "tenant_id": cloud.identity["project_id"], "user_id": cloud.identity["user_id"],
         "metadata": server["metadata"], "hostId": host_id(server),
         "image": image_of(cloud, server), "flavor": flavor_of(cloud, server),
         "created": server["created"], "updated": server["updated"],
-        "addresses": addresses(cloud, server), "accessIPv4": server["access_ipv4"],
-        "accessIPv6": server["access_ipv6"], "links": links("servers", server["id"]),
-        "OS-DCF:diskConfig": "MANUAL", "OS-EXT-AZ:availability_zone": ZONE
-        if server["vm_state"] != "building" else "",
-        "config_drive": server["config_drive"], "key_name": server["key_name"],
-        "OS-SRV-USG:launched_at": launched_at(server),
-        "OS-SRV-USG:terminated_at": None,
-        "security_groups": [{"name": g["name"]} for g in server["security_groups"]],
-        "OS-EXT-STS:task_state": server["task_state"],
-        "OS-EXT-STS:vm_state": server["vm_state"],
-        "OS-EXT-STS:power_state": server["power_state"],
-        "os-extended-volumes:volumes_attached": [
-            {"id": v["id"], **({"delete_on_termination": v["delete_on_termination"]}
-                               if at_least("2.3") else {})} for v in server["volumes"]],
+        "addresses": addresses(cloud, server) if full else basic_addresses(cloud, server),
+        "accessIPv4": server["access_ipv4"], "accessIPv6": server["access_ipv6"],
+        "links": links("servers", server["id"]), "OS-DCF:diskConfig": "MANUAL",
     }
+    if full:
+        view.update(extended_attributes(server))
     if status(server) in ("ERROR", "DELETED") and server["fault"]:
         view["fault"] = server["fault"]
     if status(server) in ("BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING"):
@@ -431,15 +434,41 @@ def server_view(cloud, server: dict) -> dict:
         view["tags"] = server["tags"]
     if at_least("2.63"):
         view["trusted_image_certificates"] = None
+    if server_groups:
+        view["server_groups"] = []  # no server groups here
     if at_least("2.73"):
         view["locked_reason"] = None
     if at_least("2.90"):
         view["OS-EXT-SRV-ATTR:hostname"] = server["hostname"]
-    if at_least("2.96"):
+    if full and at_least("2.96"):
         view["pinned_availability_zone"] = server["availability_zone"]
     if at_least("2.100"):
         view["scheduler_hints"] = server["scheduler_hints"]
     return view
+
+
+def extended_attributes(server: dict) -> dict:
+    """What Nova's full view adds (AZ, config drive, key, usage, security groups, status,
+    volumes): in GET and, from 2.75 on, in PUT /servers/{id}."""
+    return {
+        "OS-EXT-AZ:availability_zone": ZONE if server["vm_state"] != "building" else "",
+        "config_drive": server["config_drive"], "key_name": server["key_name"],
+        "OS-SRV-USG:launched_at": launched_at(server),
+        "OS-SRV-USG:terminated_at": None,
+        "security_groups": [{"name": g["name"]} for g in server["security_groups"]],
+        "OS-EXT-STS:task_state": server["task_state"],
+        "OS-EXT-STS:vm_state": server["vm_state"],
+        "OS-EXT-STS:power_state": server["power_state"],
+        "os-extended-volumes:volumes_attached": [
+            {"id": v["id"], **({"delete_on_termination": v["delete_on_termination"]}
+                               if at_least("2.3") else {})} for v in server["volumes"]],
+    }
+
+
+def basic_addresses(cloud, server: dict) -> dict:
+    """Addresses without Nova's extensions (OS-EXT-IPS:type, OS-EXT-IPS-MAC:mac_addr)."""
+    return {name: [{"version": a["version"], "addr": a["addr"]} for a in entries]
+            for name, entries in addresses(cloud, server).items()}
 
 
 def summary_view(server: dict) -> dict:
@@ -488,10 +517,8 @@ def list_servers_detail(cloud):
 
 
 def show_server(cloud, server_id):
-    view = server_view(cloud, find_server(cloud, server_id))
-    if at_least("2.71"):
-        view["server_groups"] = []
-    return {"server": view}
+    return {"server": server_view(cloud, find_server(cloud, server_id),
+                                  server_groups=at_least("2.71"))}
 
 
 def create_server(cloud):
@@ -635,7 +662,10 @@ def update_server(cloud, server_id):
                        ("accessIPv6", "access_ipv6")):
         if key in request:
             changes[field] = request[key]
-    return {"server": server_view(cloud, cloud.store.update("servers", server_id, **changes))}
+    # PUT answers Nova's basic view below 2.75 and the full one from 2.75 on; the server's
+    # groups from 2.71 on (nova/api/openstack/compute/servers.py, ServersController.update)
+    return {"server": server_view(cloud, cloud.store.update("servers", server_id, **changes),
+                                  full=at_least("2.75"), server_groups=at_least("2.71"))}
 
 
 def delete_server(cloud, server_id):
@@ -825,10 +855,7 @@ def delete_metadata_item(cloud, server_id, key):
 
 
 def server_ips(cloud, server_id):
-    return {"addresses": {name: [{"version": a["version"], "addr": a["addr"]}
-                                 for a in entries]
-                          for name, entries in addresses(
-                              cloud, find_server(cloud, server_id)).items()}}
+    return {"addresses": basic_addresses(cloud, find_server(cloud, server_id))}
 
 
 def server_security_groups(cloud, server_id):
@@ -874,28 +901,38 @@ def availability_zones_detail():
                                           "updated_at": now()}}}}]}
 
 
+# Nova's quotas for the nova-network resources it no longer manages ("Deprecated nova-network
+# quotas, retained to avoid changing API responses" in nova/quota.py): AbsoluteResources with
+# no limit of their own, so Nova reports -1 (unlimited) and 0 in use. Neutron's own quotas
+# are what limit floating IPs and security groups.
+NOVA_NETWORK_QUOTAS = ("fixed_ips", "floating_ips", "security_groups", "security_group_rules")
+# Nova's limits below 2.36 (nova/api/openstack/compute/views/limits.py): these three of the
+# quotas above, with their usage.
+NOVA_NETWORK_LIMITS = {"maxTotalFloatingIps": -1, "maxSecurityGroups": -1,
+                       "maxSecurityGroupRules": -1, "totalFloatingIpsUsed": 0,
+                       "totalSecurityGroupsUsed": 0}
+
+
 def limits(cloud):
+    """GET /limits as nova/api/openstack/compute/limits.py answers it: the network limits
+    only below 2.36, maxImageMeta only below 2.39, the personality limits only below 2.57."""
     used = cloud.usage()
     absolute = {
         "maxTotalInstances": cloud.quota("instances"),
         "maxTotalCores": cloud.quota("cores"), "maxTotalRAMSize": cloud.quota("ram"),
         "maxServerMeta": cloud.quota("metadata_items"),
-        "maxImageMeta": cloud.quota("metadata_items"),
         "maxTotalKeypairs": cloud.quota("key_pairs"),
         "maxServerGroups": cloud.quota("server_groups"),
         "maxServerGroupMembers": cloud.quota("server_group_members"),
         "totalInstancesUsed": used["instances"], "totalCoresUsed": used["cores"],
         "totalRAMUsed": used["ram"], "totalServerGroupsUsed": 0,
     }
-    if not at_least("2.57"):
+    if not at_least("2.39"):  # 2.39 dropped the image metadata limit (Glance's to enforce)
+        absolute["maxImageMeta"] = cloud.quota("metadata_items")
+    if not at_least("2.57"):  # 2.57 dropped personality files
         absolute.update({"maxPersonality": 5, "maxPersonalitySize": 10240})
-    if not at_least("2.36"):
-        absolute.update({
-            "maxTotalFloatingIps": cloud.quota("floatingip"),
-            "maxSecurityGroups": cloud.quota("security_group"),
-            "maxSecurityGroupRules": cloud.quota("security_group_rule"),
-            "totalFloatingIpsUsed": used["floatingip"],
-            "totalSecurityGroupsUsed": used["security_group"]})
+    if not at_least("2.36"):  # 2.36 dropped the network proxy APIs and their limits
+        absolute.update(NOVA_NETWORK_LIMITS)
     return {"limits": {"rate": [], "absolute": absolute}}
 
 
@@ -904,16 +941,21 @@ NOVA_QUOTAS = ("instances", "cores", "ram", "key_pairs", "metadata_items",
 
 
 def quota_view(cloud, detail: bool) -> dict:
+    """A quota set as nova/api/openstack/compute/quota_sets.py shows it: the nova-network
+    quotas only below 2.36 (FILTERED_QUOTAS_v236), the injected-file ones only below 2.57."""
     used = cloud.usage()
     view = {"id": cloud.identity["project_id"]}
     for name in NOVA_QUOTAS:
         view[name] = ({"limit": cloud.quota(name), "in_use": used[name], "reserved": 0}
                       if detail else cloud.quota(name))
+    fixed = []
     if not at_least("2.57"):
-        view.update({k: ({"limit": v, "in_use": 0, "reserved": 0} if detail else v)
-                     for k, v in (("injected_files", 5),
-                                  ("injected_file_content_bytes", 10240),
-                                  ("injected_file_path_bytes", 255))})
+        fixed += [("injected_files", 5), ("injected_file_content_bytes", 10240),
+                  ("injected_file_path_bytes", 255)]
+    if not at_least("2.36"):
+        fixed += [(name, -1) for name in NOVA_NETWORK_QUOTAS]
+    view.update({k: ({"limit": v, "in_use": 0, "reserved": 0} if detail else v)
+                 for k, v in fixed})
     return {"quota_set": view}
 
 

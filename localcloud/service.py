@@ -57,6 +57,7 @@ def make_app(cloud: Cloud) -> "Front":
                                   recorder=cloud.recorder, microversions=versions,
                                   error_body=unauthorized_as_keystone(error_body)))
         apps[path] = app
+    apps["/localcloud"].get("/routes", callback=lambda: {"routes": route_table(apps)})
     apps["/github"] = github.make_app(cloud.config)
     apps["/git"] = githost.make_app(cloud.config)
     # Nova's metadata service, answering servers at 169.254.169.254 (OpenStack and EC2 paths)
@@ -72,6 +73,17 @@ def make_app(cloud: Cloud) -> "Front":
 
     apps[""] = root
     return Front(apps, cloud.requests)
+
+
+def route_table(apps: dict) -> list[dict]:
+    """Every route of the OpenStack services, as the tests that call each one read it:
+    [{"service": "compute", "method": "GET", "rule": "/v2.1/servers/<server_id>",
+    "auth": True}, ...], in the order each service's router tries them. "service" is the name
+    exchanges are recorded under; "rule" is Bottle's, below the service's mount point."""
+    names = {path: name for path, name, *_ in SERVICES if name != "localcloud"}
+    return [{"service": names[path], "method": route.method, "rule": route.rule,
+             "auth": route.config.get("auth", True)}
+            for path, app in apps.items() if path in names for route in app.routes]
 
 
 class Front:

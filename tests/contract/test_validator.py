@@ -167,6 +167,31 @@ def app_credential_response() -> dict:
     }}
 
 
+def limits_response(version: str) -> dict:
+    """GET /limits as nova 34 answers it at 2.1 or from 2.57 on (views/limits.py)."""
+    absolute = {"maxTotalInstances": 10, "maxTotalCores": 20, "maxTotalRAMSize": 51200,
+                "maxServerMeta": 128, "maxTotalKeypairs": 100, "maxServerGroups": 10,
+                "maxServerGroupMembers": 10, "totalInstancesUsed": 1, "totalCoresUsed": 1,
+                "totalRAMUsed": 1024, "totalServerGroupsUsed": 0}
+    if version == "2.1":
+        absolute.update({"maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240,
+                         "maxTotalFloatingIps": -1, "maxSecurityGroups": -1,
+                         "maxSecurityGroupRules": -1, "totalFloatingIpsUsed": 0,
+                         "totalSecurityGroupsUsed": 0})
+    return {"limits": {"rate": [], "absolute": absolute}}
+
+
+def quota_set_response(version: str) -> dict:
+    """GET /os-quota-sets/{id} at 2.1 (with nova-network's quotas) or from 2.57 on."""
+    quotas = {"id": PROJECT_ID, "instances": 10, "cores": 20, "ram": 51200, "key_pairs": 100,
+              "metadata_items": 128, "server_groups": 10, "server_group_members": 10}
+    if version == "2.1":
+        quotas.update({"injected_files": 5, "injected_file_content_bytes": 10240,
+                       "injected_file_path_bytes": 255, "fixed_ips": -1, "floating_ips": -1,
+                       "security_groups": -1, "security_group_rules": -1})
+    return {"quota_set": quotas}
+
+
 VALID = {
     "server create": exchange("POST", "/v2.1/servers", 202, server_create_request(),
                               server_create_response()),
@@ -186,6 +211,14 @@ VALID = {
                                            {"output": ""}),
     "server delete": exchange("DELETE", f"/v2.1/servers/{SERVER_ID}", 204),
     "compute discovery": exchange("GET", "/", 200, None, {"versions": []}, microversion=None),
+    "limits at 2.1": exchange("GET", "/v2.1/limits", 200, None, limits_response("2.1"),
+                              microversion="2.1"),
+    "limits at 2.104": exchange("GET", "/v2.1/limits", 200, None, limits_response("2.104"),
+                                microversion="2.104"),
+    "quota set at 2.1": exchange("GET", f"/v2.1/os-quota-sets/{PROJECT_ID}", 200, None,
+                                 quota_set_response("2.1"), microversion="2.1"),
+    "identity discovery, trailing slash": exchange("GET", "/v3/", 200, None, {"version": {}},
+                                                   service="identity", microversion=None),
     "refused bad create": exchange("POST", "/v2.1/servers", 400, {"server": {"name": "x"}},
                                    {"badRequest": {"code": 400, "message": "flavorRef"}}),
     "volume create": exchange("POST", "/v3/volumes", 202, volume_create_request(),
@@ -198,6 +231,22 @@ VALID = {
     "image list": exchange("GET", "/v2/images", 200, None, {"images": []}, service="image",
                            microversion=None),
 }
+
+
+def with_image_meta_limit() -> dict:
+    """2.39 dropped maxImageMeta from /limits (a check from outside found it at 2.104)."""
+    body = limits_response("2.104")
+    body["limits"]["absolute"]["maxImageMeta"] = 128
+    return exchange("GET", "/v2.1/limits", 200, None, body, microversion="2.104")
+
+
+def without_network_quotas() -> dict:
+    """Below 2.36 a quota set still lists nova-network's quotas."""
+    body = quota_set_response("2.1")
+    for name in ("fixed_ips", "floating_ips", "security_groups", "security_group_rules"):
+        del body["quota_set"][name]
+    return exchange("GET", f"/v2.1/os-quota-sets/{PROJECT_ID}", 200, None, body,
+                    microversion="2.1")
 
 
 # --- invalid samples: each must be flagged --------------------------------------------------------
@@ -248,6 +297,8 @@ INVALID = {
     "keypair create without public_key at 2.92": with_keypair_generation(),
     "createImage without image_id at 2.96": with_create_image_location(),
     "400 for a request nova accepts": with_refused_valid_request(),
+    "maxImageMeta at 2.104": with_image_meta_limit(),
+    "quota set at 2.1 without network quotas": without_network_quotas(),
     "create answered 200 instead of 202": {**VALID["server create"], "status": 200},
     "microversion beyond nova": {**VALID["server show"], "microversion": "2.105"},
     "unknown server action": exchange("POST", f"/v2.1/servers/{SERVER_ID}/action", 202,
@@ -315,10 +366,11 @@ def test_valid_samples_pass(contract_python, tmp_path):
     assert flagged(report, "unknown", names) == {}
     assert code == 0
     services = report["services"]
-    assert services["compute"]["checked"] == 9
+    assert services["compute"]["checked"] == 12
     assert services["compute"]["skipped"] == 1
     assert services["volumev3"]["checked"] == 1
     assert services["identity"]["checked"] == 2
+    assert services["identity"]["skipped"] == 1
     assert services["image"]["not_checked"] == 1
 
 
@@ -343,6 +395,8 @@ def test_unknown_routes_are_reported_separately(mixed_run):
         ("keypair create without public_key at 2.92", "'public_key' is a required property"),
         ("createImage without image_id at 2.96", "None is not of type 'object'"),
         ("400 for a request nova accepts", "refused with 400"),
+        ("maxImageMeta at 2.104", "'maxImageMeta' was unexpected"),
+        ("quota set at 2.1 without network quotas", "'fixed_ips' is a required property"),
         ("create answered 200 instead of 202", "nova answers 202"),
         ("microversion beyond nova", "answers 406 here (microversion 2.105: nova supports 2.1"),
         ("unknown server action", "no such action: os-explode"),

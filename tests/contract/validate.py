@@ -457,7 +457,8 @@ class KeystoneApi:
 
     def resolve(self, exchange: dict, version) -> Operation | str:
         try:
-            endpoint, _args = self.urls.match(exchange["path"], method=exchange["method"])
+            endpoint, _args = self.urls.match(normalize_url(exchange["path"]),
+                                              method=exchange["method"])
         except self.not_routed as exc:
             raise UnknownRoute(f"no route in keystone's blueprints ({exc})") from exc
         view_class = getattr(self.app.view_functions[endpoint], "view_class", None)
@@ -507,6 +508,12 @@ class KeystoneApi:
 
     def _validator(self, schema):
         return self.validators._SchemaValidator(schema, is_body=True).validator
+
+
+def normalize_url(path: str) -> str:
+    """'/v3/' -> '/v3': keystone's URLNormalizingMiddleware strips trailing slashes before its
+    Flask app routes a request (keystone/server/flask/request_processing/middleware)."""
+    return path.rstrip("/") or "/"
 
 
 def first_values(query: dict | None) -> dict:
