@@ -191,6 +191,12 @@ def finish_volume(api: Client, ids: dict, volume_id: str) -> None:
     api("GET", f"{project}/volumes")
     api("GET", f"{project}/volumes/detail")
     api("PUT", path, json={"volume": {"description": f"swept at {api.version}"}})
+    snapshot = api("POST", f"{project}/snapshots", expect=202, json={"snapshot": {
+        "volume_id": volume_id, "name": f"sweep-{tag(api.version)}"}})["snapshot"]
+    snapshot_path = f"{project}/snapshots/{snapshot['id']}"
+    wait_for(lambda: api("GET", snapshot_path)["snapshot"]["status"] == "available")
+    api("DELETE", snapshot_path, expect=202)
+    wait_for(lambda: "itemNotFound" in (api("GET", snapshot_path, expect=(200, 404)) or {}))
     api("DELETE", path, expect=202)
     wait_for(lambda: "itemNotFound" in (api("GET", path, expect=(200, 404)) or {}))
 
