@@ -29,8 +29,8 @@ options:
       - Lines to read from the end of the console, at least 1 (omitted = all the cloud keeps;
         libvirt keeps the last 100 KiB).
       - 0 and negative numbers are refused before the cloud is asked. Nova takes them, but
-        not as "all" (its API schema's comment says -1 is): its compute manager keeps
-        C(lines[-length:]), so 0 gives nothing and -1 every line but the first.
+        not as "all" (as its API schema's comment says -1 is), since its compute manager
+        keeps C(lines[-length:]), so 0 gives nothing and -1 every line but the first.
     type: int
   started:
     description:

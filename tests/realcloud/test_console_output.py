@@ -39,7 +39,7 @@ def test_a_server_no_host_took_has_no_console_yet(realcloud):
     """A server the scheduler found no host for (ERROR, no host): 409 "is not ready", as
     for one not yet scheduled; launch_progress fails with Nova's fault instead of asking."""
     admin, conn = realcloud.connect("realcloud-admin"), realcloud.connect()
-    flavor = admin.compute.create_flavor(name="rc-too-big", ram=10**7, vcpus=1, disk=1)
+    flavor = admin.compute.create_flavor(name="rc-too-big", ram=512, vcpus=1, disk=10**6)
     server = None
     try:
         server = conn.compute.create_server(
