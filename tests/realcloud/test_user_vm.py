@@ -78,9 +78,14 @@ def test_the_wait_for_a_launcher_that_never_reports_ends_and_deletes_the_vm(real
     """Real Nova's console output of a fake-driver server holds no launcher record: the
     wait reads it (phase "", no failure) until user_vm_ready_timeout, then the VM goes."""
     conn = realcloud.connect()
-    code, report, _ = start(realcloud, 3002, "-e", "user_vm_stop_before_wait=false",
-                            "-e", "user_vm_ready_timeout=6", "-e", "user_vm_progress_interval=1")
-    assert code != 0
+    try:
+        code, report, output = start(realcloud, 3002, "-e", "user_vm_stop_before_wait=false",
+                                     "-e", "user_vm_ready_timeout=6",
+                                     "-e", "user_vm_progress_interval=1")
+    finally:
+        left = vm(realcloud, 3002, "-e", "state=absent")
+    assert code != 0, output[-4000:]
+    assert stats(left[1])["ssc_vm"]["deleted"] is False  # the failed run had deleted it
     assert "Your environment did not start within 6 seconds." in failure(report)
     assert "The VM was deleted." in failure(report)
     [followed] = [host for play in report["plays"] for task in play["tasks"]
