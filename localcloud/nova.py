@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import bottle
+import jsonschema
 
 from localcloud.api import (
     ApiError,
@@ -753,47 +754,71 @@ def create_image(cloud, server, argument):
     return accepted()
 
 
-# os-getConsoleOutput as Nova answers it (nova/api/openstack/compute/console_output.py and
-# its schema; the compute manager's _tail_log; the libvirt driver's MAX_CONSOLE_BYTES):
-# "length" is the number of lines from the end, -1 or null (or absent) for all; the log is
-# read from its last 100 KiB; control characters other than tab and newline are removed;
-# 409 while the instance has no host yet or is being deleted.
+# os-getConsoleOutput as Nova (Zed) answers it, checked against realcloud
+# (tests/realcloud/test_console_output.py): nova/api/openstack/compute/console_output.py and
+# its schema, checked as nova/api/validation/validators.py checks it (JSON Schema draft 4, so
+# 2.0 and true are no integers; the minimum applies to a string that is a number too, the
+# pattern to strings only); the compute manager's get_console_output and _tail_log
+# (lines[-int(length):] after splitting on newlines: 0 gives nothing, -1 every line but the
+# first; null or absent: all; bytes decoded as ASCII, each other byte a U+FFFD); the libvirt
+# driver's MAX_CONSOLE_BYTES (the last 100 KiB). Control characters other than tab and
+# newline are removed. 409 "is not ready" while no host has the instance (Nova's
+# check_instance_host); while it is deleted Nova still asks its host, which answers until the
+# machine is gone, then 404.
 CONSOLE_OUTPUT = strict({"length": {"type": ["integer", "string", "null"],
                                     "pattern": "^-?[0-9]+$", "minimum": -1}})
 MAX_CONSOLE_BYTES = 100 * 1024
 CONSOLE_CONTROL = re.compile("[\x00-\x08\x0B-\x1F]")
 
 
+def minimum_of_number_or_string(validator, minimum, instance, schema):
+    """Nova's _SchemaValidator._validate_minimum: a string that reads as a number is
+    compared as that number; anything else that is no number passes."""
+    for convert in (int, float):
+        try:
+            number = convert(instance)
+        except (ValueError, TypeError):
+            continue
+        yield from jsonschema.Draft4Validator.VALIDATORS["minimum"](
+            validator, minimum, number, schema)
+        return
+
+
+NovaValidator = jsonschema.validators.extend(
+    jsonschema.Draft4Validator, {"minimum": minimum_of_number_or_string})
+CONSOLE_VALIDATOR = NovaValidator(CONSOLE_OUTPUT)
+
+
 def console_output(cloud, server, argument):
-    if not isinstance(argument, dict) or set(argument) - {"length"} or not valid_length(
-            argument.get("length")):
-        raise bad_request("Invalid input for field/attribute os-getConsoleOutput. Value: "
-                          f"{argument}. 'length' must be an integer of at least -1 or null")
-    if server["task_state"] == "deleting":
-        raise conflict(f"Instance {server['id']} in task_state deleting. Cannot "
-                       "get_console_output while the instance is in this state.")
+    check_console_request(argument)
     try:
         log = cloud.machines.console(server["id"])
     except MachineError as error:
+        if server["task_state"] == "deleting":
+            raise not_found(f"Instance {server['id']} could not be found.") from error
         raise conflict(f"Instance {server['id']} is not ready") from error
-    return {"output": tail_lines(log[-MAX_CONSOLE_BYTES:], argument.get("length"))}
+    output = tail_lines(log[-MAX_CONSOLE_BYTES:], argument.get("length"))
+    return {"output": CONSOLE_CONTROL.sub("", output)}
 
 
-def valid_length(length) -> bool:
-    if length is None:
-        return True
-    if isinstance(length, bool) or not isinstance(length, int | str):
-        return False
-    return re.fullmatch("-?[0-9]+", str(length)) is not None and int(length) >= -1
+def check_console_request(argument) -> None:
+    """400 with Nova's message (nova/api/validation/validators.py) unless the action's
+    argument passes Nova's schema."""
+    error = next(CONSOLE_VALIDATOR.iter_errors(argument), None)
+    if error is None:
+        return
+    # the last key of the path in the request body
+    field = error.path[-1] if error.path else "os-getConsoleOutput"
+    raise bad_request(f"Invalid input for field/attribute {field}. Value: {error.instance}. "
+                      f"{error.message}")
 
 
 def tail_lines(log: bytes, length) -> str:
-    """The last `length` lines of the log as Nova cuts them (split on newlines: a log that
-    ends with one counts an empty last line); -1 or None = all of it."""
-    text = log.decode(errors="replace")
-    if length is not None and int(length) != -1:
-        text = "\n".join(text.split("\n")[-int(length):]) if int(length) > 0 else ""
-    return CONSOLE_CONTROL.sub("", text)
+    """The console as Nova's compute manager returns it for `length` (see above)."""
+    if length is not None:
+        lines = int(length)
+        log = b"\n".join(log.split(b"\n")[-lines:]) if lines != 0 else b""
+    return log.decode("ascii", errors="replace")
 
 
 ACTIONS = {"os-stop": stop, "os-start": start, "reboot": reboot, "createImage": create_image,

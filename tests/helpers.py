@@ -160,3 +160,64 @@ def run_module(env: dict, module: str, args: dict, timeout: float = 1800,
     except json.JSONDecodeError:
         raise AssertionError(result.stdout[-4000:] + result.stderr[-4000:]) from None
     return output["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+# os-getConsoleOutput's `length` as real Nova (Zed) takes it, checked against realcloud
+# (tests/realcloud/test_console_output.py) and held by the local cloud
+# (tests/localcloud/test_servers.py): accepted values and what each gives, then refused ones.
+CONSOLE_LENGTHS_ACCEPTED = [None, 0, 1, 2, -1, "2", "0", "-1", 10**6, "1000000"]
+CONSOLE_LENGTHS_REFUSED = [-2, "-2", "abc", " 2", 1.5, 2.0, True, [2]]
+
+
+def nova_console_tail(output: str, length: int | str | None) -> str:
+    """What Nova answers for `length` given the whole console output (length null):
+    nova.compute.manager's _tail_log, `lines[-int(length):]` after splitting on newlines,
+    so 0 gives nothing and a negative n drops the first -n lines (-1: all but the first)."""
+    if length is None:
+        return output
+    lines = int(length)
+    return "" if lines == 0 else "\n".join(output.split("\n")[-lines:])
+
+
+def console_answers(conn, server_id: str) -> dict:
+    """For each length in CONSOLE_LENGTHS_ACCEPTED and CONSOLE_LENGTHS_REFUSED (and with no
+    length): (status code, whether the output is nova_console_tail's of the whole output, or
+    the error message). A console still being written to is read again, up to 5 times."""
+    def ask(argument: dict):
+        response = conn.compute.post(f"/servers/{server_id}/action",
+                                     json={"os-getConsoleOutput": argument})
+        return response.status_code, response.json()
+
+    answers = {}
+    cases = [("omitted", {})] + [(repr(length), {"length": length}) for length in
+                                 CONSOLE_LENGTHS_ACCEPTED + CONSOLE_LENGTHS_REFUSED]
+    for name, argument in cases:
+        for _ in range(5):
+            before = ask({})[1]["output"]
+            status, body = ask(argument)
+            if ask({})[1]["output"] == before:
+                break
+        if status == 200:
+            answers[name] = (status, body["output"] == nova_console_tail(
+                before, argument.get("length")))
+        else:
+            answers[name] = (status, next(iter(body.values()))["message"])
+    return answers
+
+
+def assert_console_answers_as_novas(conn, server_id: str) -> None:
+    """The server's os-getConsoleOutput answers every length as real Nova does: the right
+    tail for each accepted one, Nova's 400 for the others and for an unknown key."""
+    answers = console_answers(conn, server_id)
+    accepted = ["omitted", *map(repr, CONSOLE_LENGTHS_ACCEPTED)]
+    assert {name: answers[name] for name in accepted} == {name: (200, True)
+                                                          for name in accepted}
+    refused = {name: answers[name] for name in map(repr, CONSOLE_LENGTHS_REFUSED)}
+    assert {status for status, _ in refused.values()} == {400}, refused
+    assert refused["-2"][1] == refused["'-2'"][1] == (
+        "Invalid input for field/attribute length. Value: -2. -2 is less than the minimum of -1")
+    assert refused["'abc'"][1] == ("Invalid input for field/attribute length. Value: abc. "
+                                   "'abc' does not match '^-?[0-9]+$'")
+    extra = conn.compute.post(f"/servers/{server_id}/action",
+                              json={"os-getConsoleOutput": {"lines": 2}})
+    assert extra.status_code == 400

@@ -25,8 +25,12 @@ options:
     type: str
     required: true
   length:
-    description: Lines to read from the end of the console (omitted = all the cloud keeps;
-      libvirt keeps the last 100 KiB).
+    description:
+      - Lines to read from the end of the console, at least 1 (omitted = all the cloud keeps;
+        libvirt keeps the last 100 KiB).
+      - 0 and negative numbers are refused before the cloud is asked. Nova takes them, but
+        not as "all" (as its API schema's comment says -1 is), since its compute manager
+        keeps C(lines[-length:]), so 0 gives nothing and -1 every line but the first.
     type: int
   started:
     description:
@@ -132,6 +136,10 @@ class LaunchProgressModule(OpenStackModule):
     module_kwargs: ClassVar[dict] = dict(supports_check_mode=True)
 
     def run(self):
+        length = self.params["length"]
+        if length is not None and length < 1:
+            self.fail_json(msg=f"length must be at least 1 line, not {length} (omit it to read "
+                           "the whole console)", records=[], phase="", server_status="")
         server = self.conn.compute.find_server(self.params["server"], ignore_missing=True)
         if server is None:
             self.fail_json(msg="The VM is gone: it was deleted while it started.",

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import labelled, new_key, ssh
+from tests.helpers import assert_console_answers_as_novas, labelled, new_key, ssh
 
 pytestmark = pytest.mark.cloud
 
@@ -164,7 +164,6 @@ def test_console_output_is_what_the_machine_wrote(cloud, tmp_path):
             "output"].strip() or None, timeout=10)
         assert "last marker" in tail and "first marker" not in tail
         assert conn.compute.get_server_console_output(server, length=0)["output"] == ""
-        assert conn.compute.get_server_console_output(server, length=-1)["output"] == whole
         shown = cloud.cli("console", "log", "show", "--lines", "3", "lc-console", parse=False)
         assert "last marker" in shown
         for bad in (-2, "two", 1.5):
@@ -174,10 +173,38 @@ def test_console_output_is_what_the_machine_wrote(cloud, tmp_path):
         refused = conn.compute.post(f"/servers/{server.id}/action",
                                     json={"os-getConsoleOutput": {"lines": 2}})
         assert refused.status_code == 400
+        # stopped, its console stays as it was: every length as real Nova answers it
+        conn.compute.stop_server(server)
+        conn.compute.wait_for_server(server, status="SHUTOFF", wait=300)
+        whole = conn.compute.get_server_console_output(server)["output"]
+        assert conn.compute.get_server_console_output(server, length=-1)["output"] == (
+            whole.split("\n", 1)[1])  # not all: Nova keeps lines[1:]
+        assert_console_answers_as_novas(conn, server.id)
     finally:
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=300)
         conn.compute.delete_keypair("lc-console")
+
+
+def test_no_console_before_a_host_has_the_server(cloud):
+    """Nova's 409 "is not ready" while no host has the instance (check_instance_host)."""
+    conn = cloud.connect()
+    cloud.localcloud("fault", "server.build", "--action", "delay", "--delay", "10",
+                     "--count", "1")
+    server = conn.compute.create_server(
+        name="lc-console-early", flavor_id=conn.compute.find_flavor("ssc.tiny").id,
+        image_id=conn.image.find_image("debian-13").id,
+        networks=[{"uuid": conn.network.find_network("private").id}])
+    try:
+        answer = conn.compute.post(f"/servers/{server.id}/action",
+                                   json={"os-getConsoleOutput": {}})
+        assert (answer.status_code, answer.json()) == (409, {"conflictingRequest": {
+            "code": 409, "message": f"Instance {server.id} is not ready"}})
+    finally:
+        cloud.localcloud("fault", "--clear")
+        conn.compute.wait_for_server(server, wait=300)
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=300)
 
 
 def test_floating_ip_reaches_the_server(cloud, tmp_path):
