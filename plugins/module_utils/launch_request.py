@@ -382,7 +382,13 @@ def check_repo(url: str, allowed_hosts: Sequence[str],
         wanted = " or ".join(
             f"{host.prefix}/<group>[/<subgroup>...]/<name>" if len(shapes(host)) > 1
             else f"{host.prefix}/<owner>/<name>" for host in candidates)
-        refuse(f"the path must be {wanted} (optionally ending in .git)")
+        # A repository's web page (GitHub's /tree/<ref>, /blob/<ref>/<file>) pasted for its
+        # address: say what to do with it.
+        page = re.search(r"/(?:tree|blob)/", path)
+        hint = (f"; this looks like a page of the repository: use the address that ends "
+                f"in {shown(path[:page.start()])} and give the branch, tag or commit as the "
+                "ref" if page else "")
+        refuse(f"the path must be {wanted} (optionally ending in .git){hint}")
 
     rebuilt = f"{scheme}://{host.netloc}{host.prefix}{_check_segments(url, segments)}"
     return canonical_url(rebuilt, case_insensitive_hosts)

@@ -749,3 +749,16 @@ def test_without_unsafe_the_same_value_would_run(tmp_path):
     assert pwned.exists()
     assert result.returncode != 0  # the lookup's output, "", is then refused as empty
     assert task["msg"] == "repo '' is refused: it is empty"
+
+
+def test_a_pasted_page_of_a_repository_is_refused_with_what_to_do():
+    for page in ("https://github.com/owner/repo/tree/main",
+                 "https://github.com/owner/repo/blob/main/index.ipynb"):
+        with pytest.raises(LaunchRequestError) as refused:
+            check_repo(page, ["github.com", "gitlab.com"])
+        message = str(refused.value)
+        assert "this looks like a page of the repository" in message, message
+        assert "'/" + "/".join(page.split("/")[3:5]) + "'" in message, message
+    with pytest.raises(LaunchRequestError) as refused:
+        check_repo("https://github.com/owner/repo/extra", ["github.com"])
+    assert "page of the repository" not in str(refused.value)
