@@ -123,11 +123,32 @@ def signed_in_page(conn: sqlite3.Connection, visitor: Visitor, config: Config,
         begin_sign_in(config, github, request.path + (f"?{query}" if query else ""))
 
 
-def allowed_only(visitor: Visitor, config: Config) -> None:
+# A Binder link opened by someone not yet registered: the registration comes back to it.
+AFTER_REGISTER_COOKIE = "ssc_after_register"
+AFTER_REGISTER_SECONDS = 86400
+
+
+def allowed_only(visitor: Visitor, config: Config, come_back_to: str = "") -> None:
+    """403 unless `visitor` may start VMs. `come_back_to` (a ``/v2/`` Binder link's path):
+    the link the registration link then leads back to (a cookie of this site's, a day)."""
     if not visitor.signed_in:
         abort(403, "Please sign in first.")
     if not visitor.allowed:
-        abort(403, not_allowed_message(visitor, config))
+        refused = HTTPError(403, not_allowed_message(visitor, config))
+        if come_back_to.startswith("/v2/") and not visitor.membership_stale:
+            refused.set_cookie(AFTER_REGISTER_COOKIE, come_back_to, path="/register",
+                               httponly=True, samesite="Lax", secure=config.secure_cookies,
+                               max_age=AFTER_REGISTER_SECONDS)
+        raise refused
+
+
+def after_register(config: Config) -> str:
+    """Where a registration leads: the Binder link that sent the visitor here, else "/"."""
+    wanted = request.get_cookie(AFTER_REGISTER_COOKIE) or ""
+    response.delete_cookie(AFTER_REGISTER_COOKIE, path="/register",
+                           secure=config.secure_cookies, httponly=True, samesite="Lax")
+    return wanted if wanted.startswith("/v2/") and "\\" not in wanted and all(
+        " " < c <= "~" for c in wanted) else "/"
 
 
 def not_allowed_message(visitor: Visitor, config: Config) -> str:
@@ -265,7 +286,7 @@ def register(secret: str, conn: sqlite3.Connection, visitor: Visitor, config: Co
         abort(403, "Please sign in first.")
     db.register_user(conn, visitor.github_id)
     log.info("registered: %s (%s)", visitor.login, visitor.github_id)
-    go(config, "/")
+    go(config, after_register(config))
 
 
 def start_page(conn: sqlite3.Connection, visitor: Visitor, config: Config,

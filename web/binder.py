@@ -144,7 +144,7 @@ def launch_page(provider: str, spec: str, conn: sqlite3.Connection, visitor: Vis
     wanted = requested(provider, "/v2", config)
     if not visitor.signed_in or visitor.membership_stale:
         site.begin_sign_in(config, github, raw_request_path())
-    site.allowed_only(visitor, config)
+    site.allowed_only(visitor, config, come_back_to=raw_request_path())
     site.validated(visitor, config, wanted.repo, wanted.ref)
     vm, job = db.vm_of(conn, visitor.github_id), db.current_job(conn, visitor.github_id)
     if job is None and serves(vm, wanted):

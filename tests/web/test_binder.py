@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.web.conftest import SAMPLE, Site, forms
+from tests.web.conftest import REGISTRATION_SECRET, SAMPLE, Site, forms
 from tests.web.test_proxy import DOMAIN, TOKEN, at_vm
 from web import db
 
@@ -61,6 +61,23 @@ def test_a_link_signed_out_leads_through_sign_in_back_to_the_confirmation(site):
     assert SAMPLE in page.text and "the default branch" in page.text and "/lab" in page.text
     form = forms(page.text)[LINK]
     assert form["csrf"] and site.jobs() == []  # a GET started nothing
+
+
+def test_a_link_opened_before_registering_is_where_the_registration_leads(site):
+    browser = site.browser()
+    browser.sign_in("newbie", path=LINK)
+    refused = browser.get(LINK)
+    assert refused.status_code == 403 and "not allowed" in refused.text
+    action = f"/register/{REGISTRATION_SECRET}"
+    answer = browser.post(action, {"csrf": browser.csrf()})
+    assert answer.status_code == 303 and answer.headers["Location"] == site.url + LINK
+    page = browser.get(LINK)
+    assert page.status_code == 200 and forms(page.text)[LINK]["csrf"]
+    # once only: a later registration elsewhere leads to the start page
+    other = site.browser()
+    other.sign_in("newbie2")
+    answer = other.post(action, {"csrf": other.csrf()})
+    assert answer.headers["Location"] == site.url + "/"
 
 
 def test_confirming_queues_the_start_and_the_progress_opens_jupyter_at_the_path(alice, site):
