@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -97,6 +98,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     seconds = parser.parse_args().seconds
+    # Stopped from outside (kill, a CI's timeout): unwind, so the container and nginx go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
     processes = []
     with tempfile.TemporaryDirectory() as temp, ExitStack() as stack:
