@@ -6,34 +6,48 @@
    cookie, the VM's Host) against a bare Bottle page, both under waitress with the same
    threads (8, as ``ssc-web serve``), at 50 connections with wrk: requests per second and
    p99, and their ratio. Target (issue 14): the ratio at 0.6 or more.
-2. A page of a VM's Jupyter through the proxy (deploy/nginx-ssc-web.conf over HTTPS: TLS,
-   the auth subrequest, the token added) against the same page fetched direct, as a ratio of
-   requests per second. The VM is a stand-in serving a 40 kB page at loopback (no cloud).
-No cloud is needed; nginx (nginx-light) and wrk come from Debian's packages.
+2. A notebook's page load from a VM's Jupyter through the proxy (deploy/nginx-ssc-web.conf
+   over HTTPS as localcloud/front.py runs it: TLS, the auth subrequest with the pass cookie,
+   the token added) against the same load direct (``Authorization: token``, as the proxy
+   adds it), as ratios: requests per second, p50 and p99 of the notebook's page
+   (``/notebooks/<nb>``, its HTML) and of the API call the page makes to load the notebook
+   (``/api/contents/<nb>?type=notebook&content=1&hash=0``, JupyterLab's Drive.get as
+   Notebook 7 calls it). The Jupyter is the VMs' own: the image localcloud/notebook-base
+   in a local container started as the launcher starts it (bench/jupyter.py), holding the
+   sample repository's index.ipynb; the container is removed at the end.
+No cloud is needed; nginx (nginx-light) and wrk come from Debian's packages, the notebook
+image from localcloud/baseimage.py (already built by `make demo` or `localcloud up`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
+import requests
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.jupyter import notebook_server  # noqa: E402
 from bench.web import ensure_wrk, wrk  # noqa: E402
-from localcloud.front import Authority, SiteFront  # noqa: E402
-from web import db, proxy, sessions  # noqa: E402
+from localcloud.front import Authority, SiteFront, loopback_names  # noqa: E402
+from web import db, proxy, sessions, users  # noqa: E402
 
 THREADS = 8
 APP, DOMAIN = "ssc.localhost", "vms.localhost"
 NAME = "ssc-r2d-bench"
 TOKEN = "b" * 48
+NOTEBOOK = ROOT / "localcloud" / "samples" / "notebook" / "index.ipynb"
 
 
 def free_port() -> int:
@@ -45,7 +59,9 @@ def free_port() -> int:
 def serve(code: str, port: int) -> subprocess.Popen:
     """A Python process serving the WSGI app `code` defines (as ``app``) under waitress."""
     program = textwrap.dedent(code) + textwrap.dedent(f"""
+        import logging
         import waitress
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # "Task queue depth"
         waitress.serve(app, host="127.0.0.1", port={port}, threads={THREADS}, _quiet=True)
     """)
     process = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT)
@@ -63,6 +79,7 @@ def prepare_site(directory: Path, vms_domain: str, upstream: str) -> tuple[Path,
     conn = db.connect(path)
     db.init(conn)
     db.save_user(conn, 1, "bench")
+    users.bind(conn, "bench", 1)  # as its first sign-in does: allowed_logins names it
     hour = timedelta(hours=1)
     session = sessions.start_signed_in(conn, 1, False, hour, hour)
     db.save_vm(conn, 1, "bench", name=NAME, url=f"http://{upstream}/", state="ready",
@@ -81,11 +98,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     seconds = parser.parse_args().seconds
+    # Stopped from outside (kill, a CI's timeout): unwind, so the container and nginx go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
-    processes, fronts = [], []
-    with tempfile.TemporaryDirectory() as temp:
+    processes = []
+    with tempfile.TemporaryDirectory() as temp, ExitStack() as stack:
         temp = Path(temp)
-        bare_port, app_port, page_port, https_port = (free_port() for _ in range(4))
+        bare_port, app_port, jupyter_port, https_port = (free_port() for _ in range(4))
         vms_domain = f"{DOMAIN}:{https_port}"
         database, pass_id = prepare_site(temp, vms_domain, "127.0.0.1")
         try:
@@ -102,14 +121,6 @@ def main() -> None:
                                       database=Path({str(database)!r}),
                                       vms_domain={vms_domain!r}, allowed_logins=("bench",)))
             """, app_port))
-            processes.append(serve("""
-                page = ("<html><body>" + "<p>notebook cell output</p>" * 1600
-                        + "</body></html>").encode()
-                def app(environ, start_response):
-                    start_response("200 OK", [("Content-Type", "text/html"),
-                                              ("Content-Length", str(len(page)))])
-                    return [page]
-            """, page_port))
             print(f"1. authorization subrequests, {seconds} s each, 50 connections, waitress "
                   f"{THREADS} threads")
             side_by_side(("bare Bottle page", f"http://127.0.0.1:{bare_port}/"),
@@ -118,14 +129,14 @@ def main() -> None:
                          seconds, f"__Host-ssc_vm={pass_id}", f"{NAME}.{vms_domain}",
                          " (target 0.6 or more)")
 
-            fronts.append(start_nginx(temp, app_port, https_port, page_port))
-            print(f"2. a 40 kB page of the VM, {seconds} s each")
-            side_by_side(("direct (http://<vm>:8888/)", f"http://127.0.0.1:{page_port}/"),
-                         ("through the proxy (https, auth)", f"https://127.0.0.1:{https_port}/"),
-                         seconds, f"__Host-ssc_vm={pass_id}", f"{NAME}.{vms_domain}")
+            front = start_nginx(temp, app_port, https_port, jupyter_port)
+            stack.callback(front.stop)
+            notebook = stack.enter_context(
+                notebook_server(jupyter_port, TOKEN, NOTEBOOK, f"{NAME}-jupyter-{os.getpid()}"))
+            print(f"2. a notebook's page load ({NOTEBOOK.name}), {seconds} s each, 50 "
+                  "connections, Jupyter in localcloud/notebook-base")
+            notebook_load(front, jupyter_port, notebook, pass_id, seconds)
         finally:
-            for front in fronts:
-                front.stop()
             for process in processes:
                 process.terminate()
 
@@ -141,9 +152,43 @@ def side_by_side(base: tuple[str, str], measured: tuple[str, str], seconds: int,
     print(f"  ratio {second['rps'] / first['rps']:.2f}{target}")
 
 
+def notebook_load(front: SiteFront, jupyter_port: int, notebook: str, pass_id: str,
+                  seconds: int) -> None:
+    """For the notebook's page and its contents call: direct, then through the proxy; print
+    both and proxied/direct for requests per second, p50 and p99."""
+    host = f"{NAME}.{front.vms_domain}"
+    cookie = f"__Host-ssc_vm={pass_id}"
+    auth = f"Authorization: token {TOKEN}"
+    print(f"  {'':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}")
+    for label, path in (("notebook page", f"/notebooks/{notebook}"),
+                        ("contents API", f"/api/contents/{notebook}"
+                                         "?type=notebook&content=1&hash=0")):
+        direct_url = f"http://127.0.0.1:{jupyter_port}{path}"
+        proxied_url = f"https://127.0.0.1:{front.https_port}{path}"
+        check(direct_url, {"Authorization": f"token {TOKEN}"})
+        with loopback_names():
+            check(f"https://{host}{path}", {"Cookie": cookie}, front.ca)
+        direct = wrk(direct_url, seconds, headers=(auth,))
+        proxied = wrk(proxied_url, seconds, cookie, host=host)
+        for name, figures in (("direct", direct), ("through the proxy", proxied)):
+            print(f"  {f'{label}, {name}':<34}{figures['rps']:>9.0f}{figures['p50']:>9.2f}"
+                  f"{figures['p99']:>9.2f}{figures['errors']:>8}")
+        print(f"  {f'{label}, proxy/direct':<34}{proxied['rps'] / direct['rps']:>8.2f}x"
+              f"{proxied['p50'] / direct['p50']:>8.2f}x{proxied['p99'] / direct['p99']:>8.2f}x")
+
+
+def check(url: str, headers: dict, ca: Path | None = None) -> None:
+    """One GET of `url` must answer 200 itself: wrk counts a redirect (to Jupyter's login or
+    the site's sign-in) as a success, which would measure the wrong page."""
+    answer = requests.get(url, headers=headers, verify=str(ca) if ca else True,
+                          allow_redirects=False, timeout=10)
+    if answer.status_code != 200:
+        raise SystemExit(f"{url} answered {answer.status_code}, not 200")
+
+
 def start_nginx(temp: Path, app_port: int, https_port: int, page_port: int) -> SiteFront:
-    """The shipped site (localcloud.front, as the demo runs it) in front of the app, with the
-    page server playing the VM's Jupyter."""
+    """The shipped site (localcloud.front, as the demo runs it) in front of the app, passing
+    the VMs' Jupyter on to loopback's `page_port`."""
     front = SiteFront(temp / "front", Authority(temp / "ca"), app_port=app_port,
                       https_port=https_port, app_name=APP, vms_name=DOMAIN,
                       jupyter_port=page_port)
