@@ -127,8 +127,9 @@ def connect(clouds_yaml: Path, cloud: str) -> openstack.connection.Connection:
 
 
 def wait_until_serving(admin: openstack.connection.Connection, timeout: float) -> None:
-    """Until every API answers and Nova's and Cinder's services are up (their first
-    heartbeats after the start: the image holds ones from its build, long stale)."""
+    """Until every API answers, Nova's and Cinder's services are up (their first
+    heartbeats after the start: the image holds ones from its build, long stale) and their
+    schedulers can place a server and a volume (:func:`schedulers_without_hosts`)."""
     deadline = time.monotonic() + max(timeout, 30)
     waiting = "the APIs"
     while time.monotonic() < deadline:
@@ -136,6 +137,8 @@ def wait_until_serving(admin: openstack.connection.Connection, timeout: float) -
             waiting = ", ".join(name for name, url in ENDPOINTS.items() if not answers(url))
             if not waiting:
                 waiting = ", ".join(sorted(services_down(admin))) or ""
+                if not waiting:
+                    waiting = ", ".join(schedulers_without_hosts(admin))
                 if not waiting:
                     return
         except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException):
@@ -160,6 +163,25 @@ def services_down(admin: openstack.connection.Connection) -> set[str]:
     up = {s.binary for s in admin.compute.services() if s.state == "up"}
     up |= {s.binary for s in admin.block_storage.services() if s.state == "up"}
     return (COMPUTE_SERVICES | VOLUME_SERVICES) - up
+
+
+def schedulers_without_hosts(admin: openstack.connection.Connection) -> list[str]:
+    """The schedulers that would not place a small server or volume yet: Nova's while
+    Placement has no allocation candidate for one vCPU and 64 MiB (nova-compute reports its
+    resources to Placement after it starts: Placement API 1.10, GET /allocation_candidates),
+    Cinder's while it knows no pool (cinder-volume reports its capacity after it starts:
+    GET /scheduler-stats/get_pools). Before both, a boot fails "No valid host" or a volume
+    goes to error; services reporting up is not enough."""
+    waiting = []
+    found = admin.placement.get("/allocation_candidates",
+                                params={"resources": "VCPU:1,MEMORY_MB:64"},
+                                headers={"OpenStack-API-Version": "placement 1.10"})
+    if found.status_code != 200 or not found.json().get("allocation_requests"):
+        waiting.append("placement's allocation candidates")
+    pools = admin.block_storage.get("/scheduler-stats/get_pools")
+    if pools.status_code != 200 or not pools.json().get("pools"):
+        waiting.append("cinder's pools")
+    return waiting
 
 
 def register_flavors(admin: openstack.connection.Connection) -> None:
