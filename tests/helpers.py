@@ -166,7 +166,9 @@ def run_module(env: dict, module: str, args: dict, timeout: float = 1800,
 # (tests/realcloud/test_console_output.py) and held by the local cloud
 # (tests/localcloud/test_servers.py): accepted values and what each gives, then refused ones.
 CONSOLE_LENGTHS_ACCEPTED = [None, 0, 1, 2, -1, "2", "0", "-1", 10**6, "1000000"]
-CONSOLE_LENGTHS_REFUSED = [-2, "-2", "abc", " 2", 1.5, 2.0, True, [2]]
+# (2.0 is left out: Zed refuses it, Nova 34's schema, which the contract check applies, takes
+# it as an integer; the two releases disagree, so the suite does not ask.)
+CONSOLE_LENGTHS_REFUSED = [-2, "-2", "abc", " 2", 1.5, True, [2]]
 
 
 def nova_console_tail(output: str, length: int | str | None) -> str:
