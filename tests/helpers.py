@@ -4,6 +4,7 @@ import json
 import os
 import runpy
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -223,3 +224,15 @@ def assert_console_answers_as_novas(conn, server_id: str) -> None:
     extra = conn.compute.post(f"/servers/{server_id}/action",
                               json={"os-getConsoleOutput": {"lines": 2}})
     assert extra.status_code == 400
+
+
+def wait_for(check, timeout: float = 300, interval: float = 1.0):
+    """`check()`'s first truthy value, asked every `interval` seconds; AssertionError after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting after {timeout} s")

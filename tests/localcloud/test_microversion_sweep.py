@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass, field
 
 import pytest
 import requests
 
 from localcloud.nova import ACTIONS
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.cloud
 
@@ -53,16 +53,6 @@ class Client:
             f"{method} {path} at {self.version}: {response.status_code} {response.text[:500]}")
         return response.json() if response.content and response.headers.get(
             "Content-Type", "").startswith("application/json") else None
-
-
-def wait_for(check, timeout=300, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting after {timeout} s")
 
 
 def maximum(token: str, service: str) -> str:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import assert_console_answers_as_novas, labelled, new_key, ssh
+from tests.helpers import assert_console_answers_as_novas, labelled, new_key, ssh, wait_for
 
 pytestmark = pytest.mark.cloud
 
@@ -29,16 +29,6 @@ runcmd:
   - [git, clone, "{git_url}", /srv/sample]
   - [docker, build, -t, "localcloud-test:1", /srv/context]
 """
-
-
-def wait_for(check, timeout=300, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"gave up waiting after {timeout} s")
 
 
 def address_of(server: dict) -> str:
