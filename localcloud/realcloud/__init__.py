@@ -9,8 +9,11 @@ The API code, schedulers, quotas, state machines, volume attachments and snapsho
 ones; only what would need hardware is replaced by the drivers OpenStack's own functional
 tests use, all shipped in Debian's python3-* packages:
 
-- Nova: `compute_driver = fake.FakeDriver` (nova/virt/fake.py): servers go ACTIVE without
-  booting anything; nova-compute's host is `host-ovs-filter-active`.
+- Nova: `fake.FakeDriver` (nova/virt/fake.py): servers go ACTIVE without booting anything;
+  nova-compute's host is `host-ovs-filter-active`. Its snapshot uploads nothing, so the
+  driver is files/.../nova/virt/realcloud_fake.py's SnapshotUploadingFakeDriver: the same
+  with a snapshot that uploads a small raw image with the metadata libvirt's gives (the
+  image-backed createImage then ends `active`, as on a real cloud).
 - Neutron: ML2 with the `test` mechanism driver
   (neutron/tests/unit/plugins/ml2/drivers/mechanism_test.py), which binds ports ACTIVE on
   that host; tenant networks are VXLAN segments, the external one flat; routers and floating

@@ -63,7 +63,7 @@ PACKAGES = (
     "keystone", "glance-api", "placement-api",
     "nova-api", "nova-conductor", "nova-scheduler", "nova-compute",
     # nova-compute needs a nova-compute-hypervisor: ironic's is the one without libvirt and
-    # qemu; its nova-compute.conf is replaced (compute_driver = fake.FakeDriver)
+    # qemu; its nova-compute.conf is replaced (the fake driver, files/etc/nova)
     "nova-compute-ironic",
     "neutron-api", "cinder-api", "cinder-scheduler", "cinder-volume",
     "python3-openstackclient",
