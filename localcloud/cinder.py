@@ -85,7 +85,11 @@ def make_app(cloud) -> bottle.Bottle:
             raise not_found(f"Volume {volume_id} could not be found.")
         return volume
 
-    def detail_view(volume: dict) -> dict:
+    def detail_view(volume: dict, extended: bool = True) -> dict:
+        """cinder/api/v3/views/volumes.py, detail. `extended`: with what Cinder's API
+        extensions add to show and the detail list only, not to create or update
+        (cinder/api/contrib/volume_tenant_attribute.py, volume_image_metadata.py; seen so
+        on realcloud): the owning project and the image the volume was made from."""
         view = {
             "id": volume["id"], "status": volume["status"], "size": volume["size"],
             "availability_zone": volume["availability_zone"],
@@ -98,9 +102,10 @@ def make_app(cloud) -> bottle.Bottle:
             "user_id": volume["user_id"], "bootable": str(volume["bootable"]).lower(),
             "encrypted": False, "replication_status": None, "consistencygroup_id": None,
             "multiattach": False, "attachments": volume["attachments"],
-            "os-vol-tenant-attr:tenant_id": project,
         }
-        if volume["image_id"]:
+        if extended:
+            view["os-vol-tenant-attr:tenant_id"] = project
+        if extended and volume["image_id"]:
             image = store.get("images", volume["image_id"]) or {}
             view["volume_image_metadata"] = {
                 "image_id": volume["image_id"], "image_name": image.get("name"),
@@ -208,7 +213,7 @@ def make_app(cloud) -> bottle.Bottle:
             description=request.get("description", request.get("display_description")),
             image_id=image_id, metadata=request.get("metadata") or {}, snapshot=snapshot)
         bottle.response.status = 202
-        return {"volume": detail_view(volume)}
+        return {"volume": detail_view(volume, extended=False)}
 
     @app.put("/v3/<project_id>/volumes/<volume_id>", op="volume.update")
     def update_volume(project_id, volume_id):
@@ -221,7 +226,8 @@ def make_app(cloud) -> bottle.Bottle:
                            ("display_description", "description"), ("metadata", "metadata")):
             if key in request:
                 changes[field] = request[key]
-        return {"volume": detail_view(store.update("volumes", volume_id, **changes))}
+        volume = store.update("volumes", volume_id, **changes)
+        return {"volume": detail_view(volume, extended=False)}
 
     @app.delete("/v3/<project_id>/volumes/<volume_id>", op="volume.delete")
     def delete_volume(project_id, volume_id):
@@ -262,13 +268,15 @@ def make_app(cloud) -> bottle.Bottle:
                 "volume_id": snapshot["volume_id"], "status": snapshot["status"],
                 "size": snapshot["size"], "metadata": snapshot["metadata"]}
 
-    def snapshot_detail(snapshot: dict) -> dict:
-        """cinder/api/v3/views/snapshots.py, detail, with the extended snapshot attributes
-        (show and detail list): group_snapshot_id from 3.14, user_id from 3.41,
-        consumes_quota from 3.65."""
-        view = {**snapshot_summary(snapshot),
-                "os-extended-snapshot-attributes:project_id": project,
-                "os-extended-snapshot-attributes:progress": snapshot["progress"]}
+    def snapshot_detail(snapshot: dict, extended: bool = True) -> dict:
+        """cinder/api/v3/views/snapshots.py, detail: group_snapshot_id from 3.14, user_id
+        from 3.41, consumes_quota from 3.65. `extended`: with the extended snapshot
+        attributes, which Cinder adds to show and the detail list only, not to create
+        (cinder/api/contrib/extended_snapshot_attributes.py; seen so on realcloud)."""
+        view = snapshot_summary(snapshot)
+        if extended:
+            view["os-extended-snapshot-attributes:project_id"] = project
+            view["os-extended-snapshot-attributes:progress"] = snapshot["progress"]
         if at_least("3.14"):
             view["group_snapshot_id"] = None
         if at_least("3.41"):
@@ -317,7 +325,7 @@ def make_app(cloud) -> bottle.Bottle:
             volume, request.get("name", request.get("display_name")),
             request.get("description"), request.get("metadata") or {})
         bottle.response.status = 202
-        return {"snapshot": snapshot_detail(snapshot)}
+        return {"snapshot": snapshot_detail(snapshot, extended=False)}
 
     @app.delete("/v3/<project_id>/snapshots/<snapshot_id>", op="snapshot.delete")
     def delete_snapshot(project_id, snapshot_id):

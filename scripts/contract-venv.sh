@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=var/contract-venv
-PACKAGES=(nova==34.0.0 cinder==29.0.0 keystone==30.0.0 jsonschema==4.26.0)
+PACKAGES=(nova==34.0.0 cinder==29.0.0 keystone==30.0.0 tempest==46.3.0 jsonschema==4.26.0)
 SNAPSHOT=2026-11-26T00:00:00Z
 
 say() { printf 'contract-venv: %s\n' "$*"; }
@@ -38,7 +38,7 @@ main() {
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     install_packages
     # fails loudly if the install did
-    "$VENV/bin/python" -W ignore -c 'import nova.api.openstack.compute.routes, cinder.api, keystone.api, jsonschema'
+    "$VENV/bin/python" -W ignore -c 'import nova.api.openstack.compute.routes, cinder.api, keystone.api, tempest.lib.common.rest_client, jsonschema'
     echo "$want" >"$stamp"
 }
 

@@ -20,6 +20,7 @@ VALIDATOR = Path(__file__).with_name("validate.py")
 
 SERVER_ID = "9f0f8a5e-4c8e-4c1a-9b5e-2f1d3c4b5a69"
 VOLUME_ID = "0b6f2a3c-7d4e-4f5a-8b9c-1d2e3f4a5b6c"
+SNAPSHOT_ID = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 NETWORK_ID = "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b"
 PROJECT_ID = "6f1b0e9a2c3d4e5f8a7b6c5d4e3f2a1b"
 USER_ID = "3c2b1a0f9e8d4c7b8a6f5e4d3c2b1a09"
@@ -142,6 +143,40 @@ def volume_create_request() -> dict:
                        "availability_zone": "nova", "metadata": {}}}
 
 
+VOLUMES = "http://127.0.0.1:8776/v3"
+
+
+def volume_response(status: str = "creating") -> dict:
+    """A volume as Cinder shows it at 3.60 (tempest's base volume schema)."""
+    return {"volume": {
+        "id": VOLUME_ID, "name": "binder-root", "description": None, "size": 10,
+        "status": status, "attachments": [], "availability_zone": "nova", "bootable": "false",
+        "encrypted": False, "multiattach": False, "metadata": {}, "migration_status": None,
+        "replication_status": None, "consistencygroup_id": None, "group_id": None,
+        "snapshot_id": None, "source_volid": None, "volume_type": "__DEFAULT__",
+        "user_id": USER_ID, "created_at": "2026-12-07T10:00:00.000000", "updated_at": None,
+        "shared_targets": False,
+        "links": [{"rel": "self", "href": f"{VOLUMES}/{PROJECT_ID}/volumes/{VOLUME_ID}"},
+                  {"rel": "bookmark", "href": f"{VOLUMES}/volumes/{VOLUME_ID}"}]}}
+
+
+def snapshot_response() -> dict:
+    """A snapshot as Cinder 3.0 shows it (no group_snapshot_id before 3.14)."""
+    return {"snapshot": {
+        "id": SNAPSHOT_ID, "name": "snap", "description": None, "size": 10,
+        "status": "available", "volume_id": VOLUME_ID, "metadata": {},
+        "created_at": "2026-12-07T10:00:00.000000", "updated_at": None,
+        "os-extended-snapshot-attributes:progress": "100%",
+        "os-extended-snapshot-attributes:project_id": PROJECT_ID}}
+
+
+def volume_quota_usage() -> dict:
+    usage = {"limit": 10, "in_use": 1, "reserved": 0, "allocated": 0}
+    names = ("volumes", "gigabytes", "snapshots", "backups", "backup_gigabytes", "groups",
+             "per_volume_gigabytes")
+    return {"quota_set": {"id": PROJECT_ID, **{name: dict(usage) for name in names}}}
+
+
 def token_request() -> dict:
     return {"auth": {
         "identity": {"methods": ["password"], "password": {"user": {
@@ -221,8 +256,17 @@ VALID = {
                                                    service="identity", microversion=None),
     "refused bad create": exchange("POST", "/v2.1/servers", 400, {"server": {"name": "x"}},
                                    {"badRequest": {"code": 400, "message": "flavorRef"}}),
-    "volume create": exchange("POST", "/v3/volumes", 202, volume_create_request(),
-                              service="volumev3", microversion="3.60"),
+    "volume create": exchange("POST", f"/v3/{PROJECT_ID}/volumes", 202,
+                              volume_create_request(), volume_response(), service="volumev3",
+                              microversion="3.60"),
+    "volume delete": exchange("DELETE", f"/v3/{PROJECT_ID}/volumes/{VOLUME_ID}", 202,
+                              service="volumev3", microversion="3.70"),
+    "snapshot show at 3.0": exchange("GET", f"/v3/{PROJECT_ID}/snapshots/{SNAPSHOT_ID}", 200,
+                                     None, snapshot_response(), service="volumev3",
+                                     microversion="3.0"),
+    "volume quota usage": exchange("GET", f"/v3/{PROJECT_ID}/os-quota-sets/{PROJECT_ID}", 200,
+                                   None, volume_quota_usage(), service="volumev3",
+                                   microversion="3.70", query={"usage": ["True"]}),
     "token": exchange("POST", "/v3/auth/tokens", 201, token_request(), service="identity",
                       microversion=None),
     "app credential": exchange("POST", f"/v3/users/{USER_ID}/application_credentials", 201,
@@ -285,6 +329,29 @@ def with_create_image_location() -> dict:
                     {"createImage": {"name": "snap"}}, None)
 
 
+def volume_without(field: str) -> dict:
+    body = volume_response("available")
+    del body["volume"][field]
+    return exchange("GET", f"/v3/{PROJECT_ID}/volumes/{VOLUME_ID}", 200, None, body,
+                    service="volumev3", microversion="3.70")
+
+
+def volume_with_newer_field() -> dict:
+    """consumes_quota is shown from 3.65 on, not at 3.0."""
+    body = volume_response("available")
+    body["volume"]["consumes_quota"] = True
+    return exchange("GET", f"/v3/{PROJECT_ID}/volumes/{VOLUME_ID}", 200, None, body,
+                    service="volumev3", microversion="3.0")
+
+
+def quota_set_without_usage() -> dict:
+    """With ?usage=true each quota is {limit, in_use, reserved}, not a number."""
+    body = volume_quota_usage()
+    body["quota_set"]["volumes"] = 10
+    return exchange("GET", f"/v3/{PROJECT_ID}/os-quota-sets/{PROJECT_ID}", 200, None, body,
+                    service="volumev3", microversion="3.70", query={"usage": ["true"]})
+
+
 def with_refused_valid_request() -> dict:
     return exchange("POST", "/v2.1/servers", 400, server_create_request(),
                     {"badRequest": {"code": 400, "message": "Invalid input"}})
@@ -307,8 +374,15 @@ INVALID = {
         "POST", f"/v2.1/servers/{SERVER_ID}/action", 200,
         {"os-getConsoleOutput": {"length": -2}}, {"output": ""}),
     "volume create with unknown key": exchange(
-        "POST", "/v3/volumes", 202, {"volume": {"size": 1, "colour": "red"}},
+        "POST", f"/v3/{PROJECT_ID}/volumes", 202, {"volume": {"size": 1, "colour": "red"}},
         service="volumev3", microversion="3.60"),
+    "volume show without status": volume_without("status"),
+    "volume show at 3.0 with consumes_quota": volume_with_newer_field(),
+    "volume quota usage as numbers": quota_set_without_usage(),
+    "volume delete with a body": exchange(
+        "DELETE", f"/v3/{PROJECT_ID}/volumes/{VOLUME_ID}", 202, None, volume_response(),
+        service="volumev3", microversion="3.70"),
+    "volume create answered 200": {**VALID["volume create"], "status": 200},
     "token without identity": exchange("POST", "/v3/auth/tokens", 201,
                                        {"auth": {"scope": "unscoped"}}, service="identity",
                                        microversion=None),
@@ -368,7 +442,7 @@ def test_valid_samples_pass(contract_python, tmp_path):
     services = report["services"]
     assert services["compute"]["checked"] == 12
     assert services["compute"]["skipped"] == 1
-    assert services["volumev3"]["checked"] == 1
+    assert services["volumev3"]["checked"] == 4
     assert services["identity"]["checked"] == 2
     assert services["identity"]["skipped"] == 1
     assert services["image"]["not_checked"] == 1
@@ -401,6 +475,11 @@ def test_unknown_routes_are_reported_separately(mixed_run):
         ("microversion beyond nova", "answers 406 here (microversion 2.105: nova supports 2.1"),
         ("unknown server action", "no such action: os-explode"),
         ("volume create with unknown key", "'colour' was unexpected"),
+        ("volume show without status", "'status' is a required property"),
+        ("volume show at 3.0 with consumes_quota", "'consumes_quota' was unexpected"),
+        ("volume quota usage as numbers", "$.quota_set.volumes: 10 is not of type 'object'"),
+        ("volume delete with a body", "a body where Cinder answers with none"),
+        ("volume create answered 200", "tempest's schema wants 202"),
         ("token without identity", "identity"),
         ("app credential with unknown key", "'colour' was unexpected"),
     ],

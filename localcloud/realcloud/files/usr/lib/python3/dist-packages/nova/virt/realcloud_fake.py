@@ -21,8 +21,8 @@ reach it: the compute API snapshots their volumes through Cinder instead.
 
 import io
 
-from nova.compute import task_states
 from nova import exception
+from nova.compute import task_states
 from nova.image import glance
 from nova.virt import fake
 
