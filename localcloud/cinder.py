@@ -53,6 +53,17 @@ SNAPSHOT_CREATE = {
     "additionalProperties": False,
 }
 TRUE = ("true", "1", "yes", "on", "y", "t")
+FALSE = ("false", "0", "no", "off", "n", "f")
+
+
+def bool_param(name: str) -> bool:
+    """A query parameter Cinder reads as a boolean (cinder/utils.py get_bool_param: oslo's
+    strutils, strict): one of TRUE or FALSE in any case, absent is false, anything else 400."""
+    value = bottle.request.query.get(name, "false")
+    if value.lower() not in TRUE + FALSE:
+        raise ApiError(400, f"Value '{value}' for '{name}' is not a boolean.")
+    return value.lower() in TRUE
+
 UPDATE = {
     "type": "object",
     "properties": {"volume": {"type": "object", "properties": {
@@ -374,7 +385,7 @@ def make_app(cloud) -> bottle.Bottle:
     def quotas(project_id, target):
         check_project(project_id)
         used = cloud.usage()
-        usage = bottle.request.query.get("usage", "").lower() in ("true", "1")
+        usage = bool_param("usage")
         view = {"id": target}
         for name, in_use in (("volumes", used["volumes"]), ("gigabytes", used["gigabytes"]),
                              ("snapshots", used["snapshots"]), ("backups", 0),

@@ -82,6 +82,19 @@ NETWORKS = {"oneOf": [
         "port": {"type": ["string", "null"], "format": "uuid"},
         "uuid": {"type": "string"}, "tag": {"type": "string"}})},
     {"type": "string", "enum": ["none", "auto"]}]}
+# nova/api/validation/parameter_types.py: a server's `hostname` is an RFC 1123 label from 2.90
+# and may be a fully qualified domain name from 2.94 on (underscores allowed, "as it sometimes
+# occurs in real systems"); `host` and `hypervisor_hostname` are the latter.
+HOSTNAME = {"type": "string", "pattern": "^[a-zA-Z0-9]+[a-zA-Z0-9-]*[a-zA-Z0-9]+$",
+            "minLength": 2, "maxLength": 63}
+FQDN = {"type": "string", "pattern": "^[a-zA-Z0-9-._]*$", "minLength": 1, "maxLength": 255}
+
+
+def hostname_schema() -> dict:
+    """The schema of `hostname` in create and update at the request's microversion."""
+    return FQDN if at_least("2.94") else HOSTNAME
+
+
 SERVER_CREATE = {
     "name": NAME, "imageRef": {"type": "string"}, "flavorRef": {"type": ["string", "integer"],
                                                                 "minLength": 1},
@@ -102,8 +115,8 @@ SERVER_CREATE = {
     "tags": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1,
                                                         "maxLength": 60}},
     "trusted_image_certificates": {"type": ["array", "null"]},
-    "host": {"type": "string"}, "hypervisor_hostname": {"type": "string"},
-    "hostname": {"type": "string", "minLength": 2, "maxLength": 255},
+    "host": FQDN, "hypervisor_hostname": FQDN,
+    "hostname": HOSTNAME,  # FQDN from 2.94 on: hostname_schema()
 }
 SINCE = {"description": "2.19", "tags": "2.52", "trusted_image_certificates": "2.63",
          "host": "2.74", "hypervisor_hostname": "2.74", "hostname": "2.90"}
@@ -114,6 +127,8 @@ HINTS = {"type": "object", "additionalProperties": True}
 def create_schema() -> dict:
     properties = {k: v for k, v in SERVER_CREATE.items()
                   if at_least(SINCE.get(k, "2.1")) and not at_least_after(UNTIL.get(k))}
+    if "hostname" in properties:
+        properties["hostname"] = hostname_schema()
     required = ("name", "flavorRef", "networks") if at_least("2.37") else ("name", "flavorRef")
     return strict({"server": strict(properties, required), "os:scheduler_hints": HINTS,
                    "OS-SCH-HNT:scheduler_hints": HINTS}, ("server",))
@@ -655,7 +670,7 @@ def update_server(cloud, server_id):
     if at_least("2.19"):
         properties["description"] = SERVER_CREATE["description"]
     if at_least("2.90"):
-        properties["hostname"] = SERVER_CREATE["hostname"]
+        properties["hostname"] = hostname_schema()
     request = json_body(strict({"server": strict(properties)}, ("server",)))["server"]
     changes = {"updated": now()}
     for key, field in (("name", "name"), ("description", "description"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build var/contract-venv: nova, cinder and keystone themselves, whose routers and JSON schemas
-# tests/contract/validate.py checks localcloud's recorded API exchanges against.
+# tests/contract/validate.py checks localcloud's recorded API exchanges against, and tempest,
+# whose response schemas it checks Cinder's answers with (Cinder has none of its own).
 # Idempotent and quiet when already done (a stamp holds the hash of this script).
 #
 # The three services resolve together in one venv (they only clash at run time, in

@@ -27,7 +27,10 @@ description:
     from it still depend on it, as with Ceph, or to C(error_deleting)) is left with a
     warning, and so is its volume; a later run tries again.
   - Run one build per prefix at a time; a build in progress holds its builder server, and
-    its volume is left alone.
+    its volume is left alone. A builder volume made before its server exists is not told
+    apart from a leftover, so a prune run while another build of the prefix is starting
+    may delete that build's volume. The shipped C(deploy/ssc-build-image.service) runs
+    builds one at a time when they are started through it.
 options:
   prefix:
     description: The images' C(ssc_r2d_prefix) property (build_image.yml's ssc_image_name_prefix).

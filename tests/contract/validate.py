@@ -1,6 +1,7 @@
 """Check recorded localcloud API exchanges against the real OpenStack services' own schemas.
 
-Run with the contract venv (scripts/contract-venv.sh), which holds nova, cinder and keystone:
+Run with the contract venv (scripts/contract-venv.sh), which holds nova, cinder, keystone and
+tempest:
 
     var/contract-venv/bin/python tests/contract/validate.py RECORD.jsonl [--json]
 
@@ -11,7 +12,8 @@ RECORD.jsonl has one exchange per line:
 Each exchange is routed with the service's own router (nova's ROUTE_LIST, cinder's v3 APIRouter,
 keystone's Flask blueprints) to the controller method that would serve it. The request body and
 query are validated against the schemas that method's validation decorators register for the
-recorded microversion, and so is a 2xx response body. A refusal must match too: a 400 from
+recorded microversion, and so is a 2xx response body (Cinder's against tempest's response
+schemas, CINDER_RESPONSES). A refusal must match too: a 400 from
 localcloud for a request that nova's schema accepts is a violation, and so is any other answer to
 a request that nova's schema refuses.
 

@@ -103,9 +103,23 @@ def sweep_compute(api: Client, ids: dict) -> dict:
             json={"server": {**server, "description": "from 2.19 on"}})
     else:  # networks required from 2.37 on; description, tags, hostname from 2.19, 2.52, 2.90
         server.update(networks="auto", description=f"swept at {api.version}",
-                      tags=["sweep"], hostname=f"sweep-{tag(api.version)}")
+                      tags=["sweep"], hostname=hostname(api.version))
+        # a hostname is one RFC 1123 label until 2.93, a fully qualified name from 2.94 on
+        refused = "bad_name!" if fqdn_hostnames(api.version) else "sweep.example.org"
+        api("POST", "/v2.1/servers", expect=400, json={"server": {**server,
+                                                                  "hostname": refused}})
     created = api("POST", "/v2.1/servers", expect=202, json={"server": server})
     return created["server"]["id"]
+
+
+def fqdn_hostnames(version: str) -> bool:
+    """Nova's hostname is an FQDN from 2.94 (nova/api/validation/parameter_types.py)."""
+    return tuple(map(int, version.split("."))) >= (2, 94)
+
+
+def hostname(version: str, suffix: str = "") -> str:
+    name = f"sweep-{tag(version)}{suffix}"
+    return f"{name}.example.org" if fqdn_hostnames(version) else name
 
 
 def finish_compute(api: Client, server_id: str) -> None:
@@ -117,7 +131,12 @@ def finish_compute(api: Client, server_id: str) -> None:
     update = {"name": f"sweep-{tag(api.version)}-renamed"}
     if api.version != "2.1":
         update["description"] = "renamed"  # from 2.19 on
-    api("PUT", base, json={"server": update})
+        update["hostname"] = hostname(api.version, "-renamed")  # from 2.90 on
+    updated = api("PUT", base, json={"server": update})["server"]
+    if api.version != "2.1":
+        shown = api("GET", base)["server"]
+        assert shown["OS-EXT-SRV-ATTR:hostname"] == update["hostname"], shown
+        assert updated["name"] == update["name"]
     api("PUT", f"{base}/metadata", json={"metadata": {"a": "1", "b": "2"}})
     api("POST", f"{base}/metadata", json={"metadata": {"c": "3"}})
     api("GET", f"{base}/metadata")
@@ -166,7 +185,13 @@ def sweep_volume(api: Client, ids: dict) -> str:
     for path in ("/snapshots", "/snapshots/detail", "/os-availability-zone", "/limits",
                  f"/os-quota-sets/{ids['project']}"):
         api("GET", project + path)
-    api("GET", f"{project}/os-quota-sets/{ids['project']}", params={"usage": "true"})
+    for usage in ("true", "Yes", "0"):
+        quotas = api("GET", f"{project}/os-quota-sets/{ids['project']}",
+                     params={"usage": usage})["quota_set"]
+        assert isinstance(quotas["volumes"], dict) == (usage != "0"), quotas
+    # cinder/utils.py get_bool_param: not a boolean string, 400
+    api("GET", f"{project}/os-quota-sets/{ids['project']}", params={"usage": "maybe"},
+        expect=400)
     types = api("GET", f"{project}/types")["volume_types"]
     api("GET", f"{project}/types/{types[0]['id']}")
     volume = api("POST", f"{project}/volumes", expect=202, json={"volume": {
