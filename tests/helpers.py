@@ -12,6 +12,7 @@ import openstack
 import openstack.config
 import openstack.connection
 import requests
+import yaml
 
 from localcloud import github
 
@@ -236,3 +237,17 @@ def wait_for(check, timeout: float = 300, interval: float = 1.0):
             return value
         time.sleep(interval)
     raise AssertionError(f"gave up waiting after {timeout} s")
+
+
+def assert_documented_options(documentation: str, argument_spec: dict) -> dict:
+    """A module's DOCUMENTATION options are its argument_spec (names, types, defaults,
+    required) and it extends openstack.cloud's fragment; the parsed DOCUMENTATION."""
+    documented = yaml.safe_load(documentation)
+    assert documented["extends_documentation_fragment"] == ["openstack.cloud.openstack"]
+    assert set(documented["options"]) == set(argument_spec)
+    for name, option in argument_spec.items():
+        assert documented["options"][name]["type"] == option["type"]
+        assert documented["options"][name].get("default") == option.get("default")
+        assert documented["options"][name].get("required", False) == option.get(
+            "required", False)
+    return documented

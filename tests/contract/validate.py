@@ -188,6 +188,20 @@ def judge(exchange: dict, outcome: Operation | Refusal, service: str) -> list[st
     )
 
 
+def checked_version(versions, text: str, service: str):
+    """The service's APIVersionRequest for microversion `text`, `versions` being its
+    api_version_request module. BadVersion as the service answers: 400 when it cannot parse
+    the text, 406 when the version is outside its range."""
+    try:
+        version = versions.APIVersionRequest(text)
+    except Exception as exc:
+        raise BadVersion(400, f"{service} cannot parse microversion {text!r}") from exc
+    low, high = versions.min_api_version(), versions.max_api_version()
+    if not version.matches(low, high):
+        raise BadVersion(406, f"{service} supports {low.get_string()}..{high.get_string()}")
+    return version
+
+
 def strip_version(path: str, segment: str) -> str | None:
     """'/v2.1/servers' -> '/servers'; '/v2.1' -> ''; None when the path is not under segment."""
     prefix = "/" + segment
@@ -233,14 +247,7 @@ class NovaApi:
 
     def version(self, microversion: str | None):
         text = microversion or self.versions.DEFAULT_API_VERSION
-        try:
-            version = self.versions.APIVersionRequest(text)
-        except Exception as exc:
-            raise BadVersion(400, f"nova cannot parse microversion {text!r}") from exc
-        low, high = self.versions.min_api_version(), self.versions.max_api_version()
-        if not version.matches(low, high):
-            raise BadVersion(406, f"nova supports {low.get_string()}..{high.get_string()}")
-        return version
+        return checked_version(self.versions, text, self.name)
 
     def resolve(self, exchange: dict, version) -> Operation | Refusal | str:
         sub = strip_version(exchange["path"], "v2.1")
@@ -346,14 +353,7 @@ class CinderApi:
 
     def version(self, microversion: str | None):
         text = microversion or self.versions._MIN_API_VERSION
-        try:
-            version = self.versions.APIVersionRequest(text)
-        except Exception as exc:
-            raise BadVersion(400, f"cinder cannot parse microversion {text!r}") from exc
-        low, high = self.versions.min_api_version(), self.versions.max_api_version()
-        if not version.matches(low, high):
-            raise BadVersion(406, f"cinder supports {low.get_string()}..{high.get_string()}")
-        return version
+        return checked_version(self.versions, text, self.name)
 
     def resolve(self, exchange: dict, version) -> Operation | Refusal | str:
         sub = strip_version(exchange["path"], "v3")

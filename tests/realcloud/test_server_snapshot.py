@@ -18,8 +18,10 @@ IMAGE = "rc-snap-fedcba987654"
 
 def test_an_image_backed_snapshot_keeps_its_properties_and_a_rerun_changes_nothing(realcloud):
     conn = realcloud.connect()
+    # auto_ip=False: openstacksdk's create_server would otherwise attach a floating IP,
+    # which delete_server leaves behind
     server = conn.create_server(name=SERVER, image="debian-13", flavor="ssc.tiny",
-                                network="private", wait=True, timeout=600)
+                                network="private", auto_ip=False, wait=True, timeout=600)
     properties = {"ssc_r2d_prefix": "rc-snap", "ssc_r2d_inputs_hash": "fedcba987654",
                   "ssc_r2d_gpu": "false"}
     args = {"cloud": "realcloud", "server": SERVER, "name": IMAGE, "properties": properties,
@@ -56,3 +58,4 @@ def test_an_image_backed_snapshot_keeps_its_properties_and_a_rerun_changes_nothi
         conn.delete_server(server.id, wait=True, timeout=300)
     assert not [s for s in conn.compute.servers() if s.name == SERVER]
     assert not [i for i in conn.image.images() if i.name == IMAGE]
+    assert not list(conn.network.ips())

@@ -18,6 +18,8 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_progress im
     parse_records,
 )
 
+from tests.helpers import assert_documented_options
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "roles" / "repo2docker_image" / "files" / "repo2docker-launcher"
 
@@ -133,15 +135,7 @@ def test_a_repeated_number_keeps_its_first_record():
 # --- the module's arguments ----------------------------------------------------------------
 
 def test_documented_options_are_the_argument_spec():
-    documented = yaml.safe_load(module.DOCUMENTATION)
-    assert documented["extends_documentation_fragment"] == ["openstack.cloud.openstack"]
-    spec = module.LaunchProgressModule.argument_spec
-    assert set(documented["options"]) == set(spec)
-    for name, option in spec.items():
-        assert documented["options"][name]["type"] == option["type"]
-        assert documented["options"][name].get("default") == option.get("default")
-        assert documented["options"][name].get("required", False) == option.get(
-            "required", False)
+    assert_documented_options(module.DOCUMENTATION, module.LaunchProgressModule.argument_spec)
     (example,) = yaml.safe_load(module.EXAMPLES)
     assert "ssc.repo2docker.launch_progress" in example
     assert set(yaml.safe_load(module.RETURN)) == {"records", "phase", "server_status"}

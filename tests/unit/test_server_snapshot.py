@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import assert_documented_options
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "plugins" / "modules" / "server_snapshot.py"
 _spec = importlib.util.spec_from_file_location("server_snapshot", MODULE)
@@ -133,15 +135,8 @@ def test_what_counts_as_a_change(action, changes, wait, changed):
 # --- documentation -------------------------------------------------------------------------
 
 def test_documented_options_are_the_argument_spec():
-    documented = yaml.safe_load(server_snapshot.DOCUMENTATION)
-    assert documented["extends_documentation_fragment"] == ["openstack.cloud.openstack"]
-    spec = server_snapshot.ServerSnapshotModule.argument_spec
-    assert set(documented["options"]) == set(spec)
-    for name, option in spec.items():
-        assert documented["options"][name]["type"] == option["type"]
-        assert documented["options"][name].get("default") == option.get("default")
-        assert documented["options"][name].get("required", False) == option.get(
-            "required", False)
+    assert_documented_options(server_snapshot.DOCUMENTATION,
+                              server_snapshot.ServerSnapshotModule.argument_spec)
     keywords = {"name", "register", "check_mode", "delegate_to"}
     modules = [next(key for key in task if key not in keywords)
                for task in yaml.safe_load(server_snapshot.EXAMPLES)]
