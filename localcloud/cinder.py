@@ -1,6 +1,8 @@
 """Cinder v3 with microversions: volumes and their status transitions, snapshots, limits,
 quotas."""
 
+import uuid
+
 import bottle
 
 from localcloud.api import ApiError, Microversions, at_least, base_url, json_body, not_found
@@ -75,6 +77,20 @@ UPDATE = {
     "required": ["volume"],
     "additionalProperties": False,
 }
+
+
+def check_volume_type(wanted: str | None) -> None:
+    """A volume create's `volume_type`, a name or an id, must be a type there is (the one,
+    __DEFAULT__): Cinder answers 404 otherwise (cinder/volume/volume_types.py,
+    get_by_name_or_id: VolumeTypeNotFound for an id-like value, else VolumeTypeNotFoundByName).
+    """
+    if not wanted or wanted in (DEFAULT_TYPE["name"], DEFAULT_TYPE["id"]):
+        return
+    try:
+        uuid.UUID(wanted)
+    except ValueError:
+        raise not_found(f"Volume type with name {wanted} could not be found.") from None
+    raise not_found(f"Volume type {wanted} could not be found.")
 
 
 def make_app(cloud) -> bottle.Bottle:
@@ -219,6 +235,7 @@ def make_app(cloud) -> bottle.Bottle:
         if zone not in (None, "nova"):
             raise ApiError(400, f"Invalid input received: Availability zone '{zone}' is "
                            "invalid.")
+        check_volume_type(request.get("volume_type"))
         volume = cloud.create_volume(
             size=size, name=request.get("name", request.get("display_name")),
             description=request.get("description", request.get("display_description")),

@@ -26,14 +26,16 @@ def marked_for(volumes: list[dict], server_name: str) -> list[dict]:
     return [v for v in volumes if (v.get("metadata") or {}).get(BOOT_VOLUME_OF) == server_name]
 
 
-def boot_volume_plan(volumes: list[dict], server_name: str, image_id: str, size: int) -> dict:
+def boot_volume_plan(volumes: list[dict], server_name: str, image_id: str, size: int,
+                     placement: dict | None = None) -> dict:
     """What to do with the boot volumes an earlier, cut-off create left for server_name,
     before its server is made (no server of that name exists).
 
-    volumes: Cinder volumes as in marked_for() (others are ignored); size in GB.
+    volumes: Cinder volumes as in marked_for() (others are ignored); size in GB; placement:
+    the wanted ``availability_zone`` and ``volume_type`` (name or id), each when given.
     Returns ``{"adopt": id or None, "delete": [ids], "wait": [ids]}``:
-    adopt the newest volume of the same image and size that is ``available`` or still being
-    made (``creating``/``downloading``): booting from it saves a copy of the image;
+    adopt the newest volume of the same image, size and placement that is ``available`` or
+    still being made (``creating``/``downloading``): booting from it saves a copy of the image;
     delete the other marked volumes Cinder can delete now (``available``/``error``);
     wait for the other marked ones still being made, then delete them.
     Volumes attached (``in-use`` …) or already ``deleting`` are left alone.
@@ -41,7 +43,8 @@ def boot_volume_plan(volumes: list[dict], server_name: str, image_id: str, size:
     mine = sorted(marked_for(volumes, server_name), key=lambda v: v.get("created_at") or "",
                   reverse=True)
     fits = [v for v in mine if v["status"] in MAKING | {"available"}
-            and int(v["size"]) == size and v["metadata"].get(BOOT_IMAGE) == image_id]
+            and int(v["size"]) == size and v["metadata"].get(BOOT_IMAGE) == image_id
+            and placed(v, placement or {})]
     # an available one first: booting from it needs no wait
     fits.sort(key=lambda v: v["status"] != "available")
     adopt = fits[0]["id"] if fits else None
@@ -49,6 +52,15 @@ def boot_volume_plan(volumes: list[dict], server_name: str, image_id: str, size:
     return {"adopt": adopt,
             "delete": [v["id"] for v in others if v["status"] in DELETABLE],
             "wait": [v["id"] for v in others if v["status"] in MAKING]}
+
+
+def placed(volume: dict, placement: dict) -> bool:
+    """Whether a volume (Cinder's detail view) is in the wanted availability zone and of the
+    wanted volume type: Cinder shows the type's name, and its id from microversion 3.63."""
+    zone, kind = placement.get("availability_zone"), placement.get("volume_type")
+    if zone and volume.get("availability_zone") != zone:
+        return False
+    return not kind or kind in (volume.get("volume_type"), volume.get("volume_type_id"))
 
 
 def booted_image(volume: dict) -> str | None:

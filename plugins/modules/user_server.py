@@ -70,6 +70,20 @@ options:
   floating_ip_pool:
     description: Network to take a floating IP from; none when empty.
     type: str
+  availability_zone:
+    description:
+      - Availability zone of the server and of its boot volume (Nova's and Cinder's zones
+        of that name); the clouds' default zones when empty.
+      - A cloud whose Nova does not attach volumes across zones (C([cinder]
+        cross_az_attach = false)) needs the server in its volume's zone; naming one zone
+        here puts both there.
+    type: str
+  volume_type:
+    description:
+      - Cinder volume type (name or id) of the boot volume; Cinder's default type when
+        empty. Cinder answers an unknown one with 404, reported as the cloud's message.
+      - Not used without I(volume_size), and for an existing server.
+    type: str
   metadata:
     description: Server metadata (string values).
     type: dict
@@ -244,6 +258,8 @@ class UserServerModule(OpenStackModule):
         key_name=dict(no_log=False),
         volume_size=dict(type="int", default=0),
         floating_ip_pool=dict(),
+        availability_zone=dict(),
+        volume_type=dict(),
         metadata=dict(type="dict", default={}),
         launch=dict(type="dict", options=dict(
             repo=dict(required=True),
@@ -309,6 +325,8 @@ class UserServerModule(OpenStackModule):
                 boot = dict(boot_volume=self._boot_volume(), terminate_volume=True)
             else:
                 boot = dict(image=params["image"])
+            if params["availability_zone"]:
+                boot["availability_zone"] = params["availability_zone"]
             server = self.conn.create_server(
                 name=params["name"], flavor=params["flavor"],
                 network=params["network"], security_groups=params["security_groups"],
@@ -329,13 +347,15 @@ class UserServerModule(OpenStackModule):
         name = self.params["name"]
         image = self.conn.image.find_image(self.params["image"], ignore_missing=False)
         source = self._boot_source(image.id)
-        plan = boot_volume_plan(self._volumes(), name, image.id, source["size"])
+        placement = {key: self.params[key] for key in ("availability_zone", "volume_type")
+                     if self.params[key]}
+        plan = boot_volume_plan(self._volumes(), name, image.id, source["size"], placement)
         self._remove_volumes(plan["wait"] + plan["delete"])
         volume_id = plan["adopt"]
         if volume_id is None:
             volume_id = self.conn.block_storage.create_volume(
                 size=source["size"], name=name, metadata=boot_volume_metadata(name, image.id),
-                **source["from"]).id
+                **source["from"], **placement).id
         self._wait_for_volume(volume_id)
         return volume_id
 

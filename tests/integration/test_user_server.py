@@ -1,7 +1,8 @@
 """ssc.repo2docker.user_server against the local cloud: a VM booted from a volume made
 first, with a floating IP, then deleted with nothing left; a create cut off while Cinder
 still copies the image, finished by the next run; volumes such a run left, deleted with no
-server. The same first scenario against real Nova, Cinder and Neutron:
+server; a VM placed in an availability zone and on a volume type, and placements the cloud
+refuses. The first and the placements against real Nova, Cinder and Neutron:
 tests/realcloud/test_user_server.py.
 
 The local cloud behaves as the real services do here (localcloud/README.md): Nova deletes a
@@ -77,6 +78,41 @@ def create_then_delete(env: dict, cloud_name: str, conn, name: str) -> None:
 
 def test_create_with_a_volume_and_a_floating_ip_then_nothing_left(cloud):
     create_then_delete(cloud.env, "localcloud", cloud.connect(), "lc-user-server")
+
+
+# A placement the cloud refuses, and the cloud's own words for it: Cinder's, since the boot
+# volume is made first (cinder/volume/volume_types.py get_by_name_or_id; cinder/volume/
+# flows/api/create_volume.py, the availability zone check). Seen so on realcloud.
+REFUSED_PLACEMENTS = [
+    ({"volume_type": "no-such-type"}, "Volume type with name no-such-type could not be found"),
+    ({"availability_zone": "no-such-zone"}, "Availability zone 'no-such-zone' is invalid"),
+]
+
+
+def placed_then_refused(env: dict, cloud_name: str, conn, name: str) -> None:
+    """A VM and its boot volume in the named availability zone and of the named volume
+    type; then each placement the cloud refuses fails with the cloud's message and leaves
+    nothing."""
+    volume_type = next(iter(conn.block_storage.types())).name
+    placement = {"availability_zone": "nova", "volume_type": volume_type}
+    created = user_server(env, cloud_name, name, **launch_args(), **placement)
+    assert not created.get("failed"), created
+    server = conn.compute.get_server(created["server"]["id"])
+    assert server.availability_zone == "nova"
+    [volume_id] = created["server"]["volumes"]
+    volume = conn.block_storage.get_volume(volume_id)
+    assert (volume.availability_zone, volume.volume_type) == ("nova", volume_type)
+    deleted = user_server(env, cloud_name, name, state="absent")
+    assert not deleted.get("failed"), deleted
+    nothing_left(conn, name)
+    for refused, message in REFUSED_PLACEMENTS:
+        failed = user_server(env, cloud_name, name, **launch_args(), **refused)
+        assert failed.get("failed") and message in failed["msg"], (refused, failed)
+        nothing_left(conn, name)
+
+
+def test_a_placement_is_kept_and_one_the_cloud_refuses_leaves_nothing(cloud):
+    placed_then_refused(cloud.env, "localcloud", cloud.connect(), "lc-user-server-placed")
 
 
 def test_a_create_cut_off_while_the_volume_is_made_is_finished_by_the_next_run(cloud):

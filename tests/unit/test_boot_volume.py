@@ -34,6 +34,20 @@ def test_a_volume_still_being_made_is_adopted():
         assert boot_volume_plan([volume("a", status)], NAME, IMAGE, 20)["adopt"] == "a"
 
 
+def test_a_volume_in_another_zone_or_of_another_type_is_not_adopted():
+    """Cinder's detail view names the zone, the type's name and (from 3.63) its id."""
+    left = {**volume("a", "available"), "availability_zone": "nova", "volume_type": "ssd",
+            "volume_type_id": "7d1c"}
+    for placement in ({"availability_zone": "nova"}, {"volume_type": "ssd"},
+                      {"volume_type": "7d1c"}, {"availability_zone": "nova",
+                                                "volume_type": "ssd"}, {}):
+        assert boot_volume_plan([left], NAME, IMAGE, 20, placement)["adopt"] == "a"
+    for placement in ({"availability_zone": "az2"}, {"volume_type": "hdd"},
+                      {"availability_zone": "az2", "volume_type": "ssd"}):
+        plan = boot_volume_plan([left], NAME, IMAGE, 20, placement)
+        assert plan == {"adopt": None, "delete": ["a"], "wait": []}, placement
+
+
 def test_an_available_one_is_preferred_and_the_others_go():
     volumes = [volume("making", "creating", created="2026-12-07T00:00:02.000000"),
                volume("ready", "available", created="2026-12-07T00:00:01.000000"),
