@@ -11,6 +11,9 @@ prefix spec                                    repository
 gh     ``<owner>/<repo>/<ref>`` (ref may hold  ``https://github.com/<owner>/<repo>``
        ``/``; a trailing ``.git`` on the repo  (BinderHub's GitHubRepoProvider: the spec
        is dropped)                             split on its first two slashes)
+gist   ``<user>/<gist id>[/<ref>]`` (no ref, ``https://gist.github.com/<user>/<gist id>``
+       ``master`` or ``HEAD``: the latest      (GistRepoProvider: the spec split on every
+       revision)                               slash)
 gl     ``<url-escaped project path>/<ref>``    ``https://gitlab.com/<project path>``
        (``group%2Fproject/main``)              (GitLabRepoProvider: split on the first slash,
                                                both parts unescaped)
@@ -21,7 +24,10 @@ git    ``<url-escaped URL>/<ref>``             the URL itself (GitRepoProvider: 
 ====== ======================================= =============================================
 
 BinderHub's ``HEAD`` means the repository's default branch: it becomes "" here, the start
-form's own "default branch".
+form's own "default branch". A gist is served only where the site allows its host
+(``gist.github.com`` in ``user_vm_allowed_hosts``); BinderHub also refuses secret gists by
+default, which it tells apart through GitHub's API: this site cannot, so a secret gist's link
+works here for whoever holds it, as the gist itself does.
 
 Where Jupyter opens (BinderHub's ``LaunchSpec.fromSearchParams`` in its JavaScript client):
 ``labpath=<file>`` opens ``doc/tree/<file>``, else ``filepath=<file>`` opens
@@ -46,8 +52,11 @@ from ansible_collections.ssc.repo2docker.plugins.module_utils.launch_request imp
 
 GITHUB = "github.com"
 GITLAB = "gitlab.com"
-PROVIDERS = ("gh", "gl", "git")
+GIST = "gist.github.com"
+PROVIDERS = ("gh", "gist", "gl", "git")
 DEFAULT_REF = "HEAD"  # BinderHub's name for the default branch
+# what BinderHub's GistRepoProvider takes for the gist's latest revision, besides no ref
+GIST_LATEST = (DEFAULT_REF, "master")
 MAX_SPEC = 2100
 MAX_PATH = 2000
 # What a path to open may hold, percent-escapes included: RFC 3986's pchar, '/' and a query.
@@ -95,6 +104,14 @@ def parse(provider: str, spec: str, allowed_hosts, allow_http_hosts=()) -> tuple
         owner, name, ref = parts
         name = name.removesuffix(".git")
         url = f"https://{GITHUB}/{owner}/{name}"
+    elif provider == "gist":
+        parts = spec.split("/")
+        if len(parts) not in (2, 3) or not all(parts[:2]):
+            raise BinderSpecError(f"A Gist Binder link is /v2/gist/<user>/<gist id>[/<ref>], "
+                                  f"not {shown(spec)}.")
+        user, gist_id, *rest = parts
+        ref = DEFAULT_REF if not rest or rest[0] in GIST_LATEST else _unescape(rest[0])
+        url = f"https://{GIST}/{user}/{gist_id.removesuffix('.git')}"
     elif provider in ("gl", "git"):
         escaped, slash, ref = spec.partition("/")
         if not escaped or not slash or not ref:

@@ -39,9 +39,10 @@ MAX_NAMESPACES = 20
 # endpoint). GitLab: projects and groups are found by their full path case-insensitively
 # (Routable.find_by_full_path falls back to a case-insensitive match of the route). Codeberg
 # runs Forgejo, which looks owners and repositories up by their lower-case names
-# (lower_name). A site adds its own hosts with roles/user_vm's
-# user_vm_case_insensitive_hosts.
-CASE_INSENSITIVE_HOSTS = ("github.com", "gitlab.com", "codeberg.org")
+# (lower_name). Gists (gist.github.com/<owner>/<id>): the owner is a GitHub login, the id
+# lower-case hex (GitHub REST API, "Get a gist": gist_id). A site adds its own hosts with
+# roles/user_vm's user_vm_case_insensitive_hosts.
+CASE_INSENSITIVE_HOSTS = ("github.com", "gist.github.com", "gitlab.com", "codeberg.org")
 # Hosts whose projects may live in groups and subgroups, <group>/<subgroup>/.../<name>
 # (GitLab Docs, "Subgroups"). A site adds its own GitLab with user_vm_subgroup_hosts.
 SUBGROUP_HOSTS = ("gitlab.com",)

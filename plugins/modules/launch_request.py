@@ -87,8 +87,9 @@ options:
   case_insensitive_hosts:
     description:
       - More C(host[:port][/prefix]) entries that find repositories whatever the case of owner
-        and name, as github.com, gitlab.com and codeberg.org do (always included); the
-        returned I(repo) has the path after the host (after the prefix) in lower case there.
+        and name, as github.com, gist.github.com, gitlab.com and codeberg.org do (always
+        included); the returned I(repo) has the path after the host (after the prefix) in
+        lower case there.
       - The role C(ssc.repo2docker.user_vm) passes C(user_vm_case_insensitive_hosts).
     type: list
     elements: str
@@ -154,7 +155,8 @@ repo:
     - The repository URL rebuilt from its checked parts in its canonical spelling (the
       filter C(ssc.repo2docker.canonical_url)), C(scheme://host[:port][/prefix]/owner/name),
       with scheme and host in lower case, no C(.git) and no trailing C(/), owner and name in lower
-      case on github.com, gitlab.com, codeberg.org and the hosts of I(case_insensitive_hosts).
+      case on github.com, gist.github.com, gitlab.com, codeberg.org and the hosts of
+      I(case_insensitive_hosts).
     - Null when I(repo) was omitted.
   returned: success
   type: str

@@ -1,4 +1,4 @@
-"""Binder links read as launch requests (web/binderspec.py): BinderHub's gh, gl and git specs
+"""Binder links read as launch requests (web/binderspec.py): BinderHub's gh, gist, gl and git specs
 map to the repository URL and ref the start form would take, the query fields to the path
 BinderHub's client opens, and hostile links are refused."""
 
@@ -17,7 +17,9 @@ from web.binderspec import (
     same_repo,
 )
 
-HOSTS = ("github.com", "gitlab.com", "codeberg.org", "git.example.org:8443/git")
+HOSTS = ("github.com", "gist.github.com", "gitlab.com", "codeberg.org",
+         "git.example.org:8443/git")
+SHA = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 HTTP_HOSTS = ("10.89.0.1:8770",)
 
 
@@ -31,6 +33,12 @@ HTTP_HOSTS = ("10.89.0.1:8770",)
     ("gh", "owner/repo/refs/pull/12/head", "https://github.com/owner/repo", "refs/pull/12/head"),
     ("gh", "owner/repo/0a1b2c3d4e5f60718293a4b5c6d7e8f901234567/",
      "https://github.com/owner/repo", "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"),
+    # BinderHub's GistRepoProvider: no ref, HEAD or master is the latest revision
+    ("gist", "ada/4f2c9e", "https://gist.github.com/ada/4f2c9e", ""),
+    ("gist", "ada/4f2c9e/HEAD", "https://gist.github.com/ada/4f2c9e", ""),
+    ("gist", "ada/4f2c9e/master/", "https://gist.github.com/ada/4f2c9e", ""),
+    ("gist", f"ada/4f2c9e/{SHA}", "https://gist.github.com/ada/4f2c9e", SHA),
+    ("gist", "ada/4f2c9e.git/HEAD", "https://gist.github.com/ada/4f2c9e", ""),
     ("gl", "group%2Fproject/main", "https://gitlab.com/group/project", "main"),
     ("gl", "group%2Fproject/HEAD", "https://gitlab.com/group/project", ""),
     ("gl", "group%2Fproject/feature%2Fx", "https://gitlab.com/group/project", "feature/x"),
@@ -68,6 +76,11 @@ def test_http_git_host_the_site_allows():
     ("gh", "owner/repo/main%0Aecho"),
     ("gh", "owner/repo"),
     ("gh", "owner/repo/ma in"),
+    ("gist", "ada"),
+    ("gist", "ada/4f2c9e/main/extra"),
+    ("gist", "../4f2c9e/HEAD"),
+    ("gist", "ada/..%2F..%2Fetc/HEAD"),
+    ("gist", "ada/4f2c9e/main%0Aecho"),
     ("gl", "group%2F..%2Fproject/main"),
     ("gl", "group%2Fproject/main%0A"),
     ("gl", "group%2Fproject/main%0D%0Ax"),
@@ -85,7 +98,6 @@ def test_http_git_host_the_site_allows():
     ("git", "https%3A%2F%2Fgithub.com%2Fa%2Fb/%C3%A9"),
     ("git", "https%3A%2F%2Fgithub.com%2Fa%2Fb/%FF"),
     ("zenodo", "10.5281/zenodo.1/HEAD"),
-    ("gist", "owner/abc/HEAD"),
 ])
 def test_hostile_specs_are_refused(provider, spec):
     with pytest.raises(ValueError) as refused:
@@ -97,6 +109,8 @@ def test_hostile_specs_are_refused(provider, spec):
 def test_a_github_link_is_refused_where_github_is_not_allowed():
     with pytest.raises(LaunchRequestError, match="not one of the allowed hosts"):
         parse("gh", "owner/repo/HEAD", ("codeberg.org",))
+    with pytest.raises(LaunchRequestError, match=r"'gist\.github\.com' is not one of the allowed"):
+        parse("gist", "ada/4f2c9e", ("github.com",))
 
 
 @pytest.mark.parametrize(("query", "path"), [
