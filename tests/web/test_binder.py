@@ -63,6 +63,24 @@ def test_a_link_signed_out_leads_through_sign_in_back_to_the_confirmation(site):
     assert form["csrf"] and site.jobs() == []  # a GET started nothing
 
 
+def test_a_gist_link_leads_to_the_confirmation_of_that_gist(make_site):
+    site = make_site(allowed_logins=("alice",),
+                     allowed_hosts=("github.com", "gist.github.com"))
+    browser = site.browser()
+    browser.sign_in("alice")
+    link = "/v2/gist/Ada/4f2c9e/master?filepath=analysis.ipynb"
+    page = browser.get(link)
+    assert page.status_code == 200, page.text
+    # the canonical spelling; master is the gist's latest revision, as on BinderHub
+    assert "https://gist.github.com/ada/4f2c9e" in page.text
+    assert "the default branch" in page.text and "/tree/analysis.ipynb" in page.text
+    assert forms(page.text)[link]["csrf"] and site.jobs() == []
+    elsewhere = make_site(allowed_logins=("alice",), allowed_hosts=("github.com",)).browser()
+    elsewhere.sign_in("alice")
+    refused = elsewhere.get("/v2/gist/ada/4f2c9e")
+    assert refused.status_code == 400 and "gist.github.com" in refused.text
+
+
 def test_a_link_opened_before_registering_is_where_the_registration_leads(site):
     browser = site.browser()
     browser.sign_in("newbie", path=LINK)
