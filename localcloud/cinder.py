@@ -200,6 +200,7 @@ def make_app(cloud) -> bottle.Bottle:
     def create_volume(project_id):
         check_project(project_id)
         request = json_body(CREATE)["volume"]
+        check_volume_type(request.get("volume_type"))  # Cinder looks the type up first
         image_id = request.get("imageRef") or request.get("image_id")
         image = None
         if image_id:
@@ -235,7 +236,6 @@ def make_app(cloud) -> bottle.Bottle:
         if zone not in (None, "nova"):
             raise ApiError(400, f"Invalid input received: Availability zone '{zone}' is "
                            "invalid.")
-        check_volume_type(request.get("volume_type"))
         volume = cloud.create_volume(
             size=size, name=request.get("name", request.get("display_name")),
             description=request.get("description", request.get("display_description")),

@@ -11,9 +11,9 @@ prefix spec                                    repository
 gh     ``<owner>/<repo>/<ref>`` (ref may hold  ``https://github.com/<owner>/<repo>``
        ``/``; a trailing ``.git`` on the repo  (BinderHub's GitHubRepoProvider: the spec
        is dropped)                             split on its first two slashes)
-gist   ``<user>/<gist id>[/<ref>]`` (no ref, ``https://gist.github.com/<user>/<gist id>``
-       ``master`` or ``HEAD``: the latest      (GistRepoProvider: the spec split on every
-       revision)                               slash)
+gist   ``<user>/<gist id>[/<ref>]`` (no ref,  ``https://gist.github.com/<user>/<gist id>``
+       ``HEAD``, ``master`` or ``main``: the   (GistRepoProvider: the spec split on every
+       latest revision)                        slash)
 gl     ``<url-escaped project path>/<ref>``    ``https://gitlab.com/<project path>``
        (``group%2Fproject/main``)              (GitLabRepoProvider: split on the first slash,
                                                both parts unescaped)
@@ -27,7 +27,8 @@ BinderHub's ``HEAD`` means the repository's default branch: it becomes "" here, 
 form's own "default branch". A gist is served only where the site allows its host
 (``gist.github.com`` in ``user_vm_allowed_hosts``); BinderHub also refuses secret gists by
 default, which it tells apart through GitHub's API: this site cannot, so a secret gist's link
-works here for whoever holds it, as the gist itself does.
+works here for whoever holds it, as the gist itself does. Like BinderHub, the site does not
+check that ``<user>`` owns the gist (GitHub finds a gist by its id).
 
 Where Jupyter opens (BinderHub's ``LaunchSpec.fromSearchParams`` in its JavaScript client):
 ``labpath=<file>`` opens ``doc/tree/<file>``, else ``filepath=<file>`` opens
@@ -56,7 +57,7 @@ GIST = "gist.github.com"
 PROVIDERS = ("gh", "gist", "gl", "git")
 DEFAULT_REF = "HEAD"  # BinderHub's name for the default branch
 # what BinderHub's GistRepoProvider takes for the gist's latest revision, besides no ref
-GIST_LATEST = (DEFAULT_REF, "master")
+GIST_LATEST = (DEFAULT_REF, "master", "main")
 MAX_SPEC = 2100
 MAX_PATH = 2000
 # What a path to open may hold, percent-escapes included: RFC 3986's pchar, '/' and a query.
@@ -110,7 +111,7 @@ def parse(provider: str, spec: str, allowed_hosts, allow_http_hosts=()) -> tuple
             raise BinderSpecError(f"A Gist Binder link is /v2/gist/<user>/<gist id>[/<ref>], "
                                   f"not {shown(spec)}.")
         user, gist_id, *rest = parts
-        ref = DEFAULT_REF if not rest or rest[0] in GIST_LATEST else _unescape(rest[0])
+        ref = DEFAULT_REF if not rest or rest[0] in GIST_LATEST else rest[0]
         url = f"https://{GIST}/{user}/{gist_id.removesuffix('.git')}"
     elif provider in ("gl", "git"):
         escaped, slash, ref = spec.partition("/")

@@ -3,7 +3,7 @@
 An operator writes where repositories may come from once, in the site's inventory (e.g.
 ``group_vars/all/user_vm.yml``), as the role ``user_vm`` reads it:
 
-    user_vm_allowed_hosts: [github.com, gist.github.com, gitlab.com]  # host[:port][/prefix]
+    user_vm_allowed_hosts: [github.com, gitlab.com, gitlab.example.org]   # host[:port][/prefix]
     user_vm_allow_http_hosts: []                                   # of those, plain http://
     user_vm_case_insensitive_hosts: []     # more hosts where Owner/Name is owner/name
     user_vm_subgroup_hosts: []             # more hosts with <group>/<subgroup>/.../<name>

@@ -12,8 +12,8 @@ version_added: 0.1.0
 description:
   - Returns the repository URL with its scheme and host in lower case, without a trailing
     C(/) and without C(.git) at the end, and with the path after the host in lower case on
-    hosts that find repositories whatever the case of owner and name (github.com, gitlab.com,
-    codeberg.org, and the entries of I(case_insensitive_hosts)).
+    hosts that find repositories whatever the case of owner and name (github.com,
+    gist.github.com, gitlab.com, codeberg.org, and the entries of I(case_insensitive_hosts)).
   - So C(https://github.com/Owner/Repo.git/) and C(https://github.com/owner/repo) give the
     same URL. The collection compares and records repositories in this spelling only, in
     the launch request's checked C(repo), the image's list of pre-built repositories, a VM's

@@ -17,7 +17,8 @@ description:
     metadata C(ssc_r2d_boot_volume_of=<name>) and C(ssc_r2d_boot_image=<image id>)), then
     the server boots from it and Nova deletes it with the server. A run cut off while Cinder
     copies the image leaves that volume; the next run boots from it if it is of the same
-    image and size, and deletes other marked volumes first.
+    image and size, in the wanted I(availability_zone) and of the wanted I(volume_type), and
+    deletes other marked volumes first.
   - A create that fails deletes what it made (server, boot volume, floating IP) before
     failing with the cloud's own message.
   - Addresses come from Neutron (the server's ports and their floating IPs), not from Nova's
@@ -342,8 +343,8 @@ class UserServerModule(OpenStackModule):
 
     def _boot_volume(self) -> str:
         """The id of an available boot volume for the server: one a cut-off run left (same
-        image and size), or a new one from the image. Other volumes marked for this server
-        are deleted first."""
+        image, size, zone and type), or a new one from the image. Other volumes marked for
+        this server are deleted first."""
         name = self.params["name"]
         image = self.conn.image.find_image(self.params["image"], ignore_missing=False)
         source = self._boot_source(image.id)

@@ -33,10 +33,11 @@ HTTP_HOSTS = ("10.89.0.1:8770",)
     ("gh", "owner/repo/refs/pull/12/head", "https://github.com/owner/repo", "refs/pull/12/head"),
     ("gh", "owner/repo/0a1b2c3d4e5f60718293a4b5c6d7e8f901234567/",
      "https://github.com/owner/repo", "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"),
-    # BinderHub's GistRepoProvider: no ref, HEAD or master is the latest revision
+    # BinderHub's GistRepoProvider: no ref, HEAD, master or main is the latest revision
     ("gist", "ada/4f2c9e", "https://gist.github.com/ada/4f2c9e", ""),
     ("gist", "ada/4f2c9e/HEAD", "https://gist.github.com/ada/4f2c9e", ""),
     ("gist", "ada/4f2c9e/master/", "https://gist.github.com/ada/4f2c9e", ""),
+    ("gist", "ada/4f2c9e/main", "https://gist.github.com/ada/4f2c9e", ""),
     ("gist", f"ada/4f2c9e/{SHA}", "https://gist.github.com/ada/4f2c9e", SHA),
     ("gist", "ada/4f2c9e.git/HEAD", "https://gist.github.com/ada/4f2c9e", ""),
     ("gl", "group%2Fproject/main", "https://gitlab.com/group/project", "main"),
