@@ -264,6 +264,12 @@ VALID = {
     "snapshot show at 3.0": exchange("GET", f"/v3/{PROJECT_ID}/snapshots/{SNAPSHOT_ID}", 200,
                                      None, snapshot_response(), service="volumev3",
                                      microversion="3.0"),
+    "volume create refused for its zone": exchange(
+        "POST", f"/v3/{PROJECT_ID}/volumes", 400, {"volume": {"size": 1,
+                                                             "availability_zone": "elsewhere"}},
+        {"badRequest": {"code": 400, "message": "Invalid input received: Availability zone "
+                                                "'elsewhere' is invalid."}},
+        service="volumev3", microversion="3.70"),
     "volume quota usage": exchange("GET", f"/v3/{PROJECT_ID}/os-quota-sets/{PROJECT_ID}", 200,
                                    None, volume_quota_usage(), service="volumev3",
                                    microversion="3.70", query={"usage": ["True"]}),
@@ -383,6 +389,10 @@ INVALID = {
         "DELETE", f"/v3/{PROJECT_ID}/volumes/{VOLUME_ID}", 202, None, volume_response(),
         service="volumev3", microversion="3.70"),
     "volume create answered 200": {**VALID["volume create"], "status": 200},
+    "volume create refused in words Cinder has not": exchange(
+        "POST", f"/v3/{PROJECT_ID}/volumes", 400, {"volume": {"size": 1}},
+        {"badRequest": {"code": 400, "message": "Volumes are not made today."}},
+        service="volumev3", microversion="3.70"),
     "token without identity": exchange("POST", "/v3/auth/tokens", 201,
                                        {"auth": {"scope": "unscoped"}}, service="identity",
                                        microversion=None),
@@ -442,7 +452,7 @@ def test_valid_samples_pass(contract_python, tmp_path):
     services = report["services"]
     assert services["compute"]["checked"] == 12
     assert services["compute"]["skipped"] == 1
-    assert services["volumev3"]["checked"] == 4
+    assert services["volumev3"]["checked"] == 5
     assert services["identity"]["checked"] == 2
     assert services["identity"]["skipped"] == 1
     assert services["image"]["not_checked"] == 1
@@ -480,6 +490,7 @@ def test_unknown_routes_are_reported_separately(mixed_run):
         ("volume quota usage as numbers", "$.quota_set.volumes: 10 is not of type 'object'"),
         ("volume delete with a body", "a body where Cinder answers with none"),
         ("volume create answered 200", "tempest's schema wants 202"),
+        ("volume create refused in words Cinder has not", "refused with 400 a request"),
         ("token without identity", "identity"),
         ("app credential with unknown key", "'colour' was unexpected"),
     ],

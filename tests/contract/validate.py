@@ -14,8 +14,9 @@ keystone's Flask blueprints) to the controller method that would serve it. The r
 query are validated against the schemas that method's validation decorators register for the
 recorded microversion, and so is a 2xx response body (Cinder's against tempest's response
 schemas, CINDER_RESPONSES). A refusal must match too: a 400 from
-localcloud for a request that nova's schema accepts is a violation, and so is any other answer to
-a request that nova's schema refuses.
+localcloud for a request that the service's schema accepts is a violation unless its message is
+one of the service's own 400 messages (a semantic refusal, refusal_patterns), and any other
+answer to a request that the schema refuses is one.
 
 nova, cinder and keystone register clashing oslo.config options, so each service is checked in a
 process of its own. Exit status: 0 when every checked exchange conforms, 1 otherwise (violations,
@@ -42,6 +43,7 @@ from typing import Any
 
 CHECKED_SERVICES = ("compute", "volumev3", "identity")
 MESSAGE_LIMIT = 300
+MIN_REFUSAL_TEXT = 12  # characters of fixed text a refusal's template must have to count
 EXCHANGE_LIMIT = 600
 
 
@@ -73,6 +75,8 @@ class Operation:
     request_checks: list[Callable[[dict], list[str]]] = field(default_factory=list)
     response_check: Callable[[Any], list[str]] | None = None
     statuses: set[int] = field(default_factory=set)
+    # the service's own 400 messages beyond its schema (semantic refusals), as patterns
+    refusals: tuple[re.Pattern, ...] = ()
 
 
 SKIP = "skip"  # version discovery and other exchanges that carry nothing to check
@@ -159,12 +163,42 @@ def judge_request(status: int, operation: Operation, exchange: dict, service: st
     if not operation.request_checks or status == 401:
         return []
     errors = [line for check in operation.request_checks for line in check(exchange)]
+    if status == 400 and not errors and known_refusal(exchange, operation.refusals):
+        return []  # refused past the schema, in words the service itself uses
     if status == 400 and not errors:
         reason = _short(json.dumps(exchange.get("response")), 200)
         return [f"localcloud refused with 400 a request that {service}'s schema accepts: {reason}"]
     if status != 400 and errors:
         return [f"localcloud answered {status}, {service} refuses with 400: {e}" for e in errors]
     return []
+
+
+def refusal_patterns(exceptions, base: type) -> tuple[re.Pattern, ...]:
+    """The messages of a service's exceptions that answer 400 (`exceptions` its exception
+    module, `base` their base class), as patterns: each %(name)s or %(name)d stands for any
+    text; templates with less than MIN_REFUSAL_TEXT characters of their own are left out. A
+    semantic refusal (an availability zone the service does not have, a size below
+    the snapshot's) passes its schema, so its 400 is judged by its words instead."""
+    patterns = []
+    for cls in vars(exceptions).values():
+        message = getattr(cls, "msg_fmt", None) or getattr(cls, "message", None)  # nova, cinder
+        if (isinstance(cls, type) and issubclass(cls, base) and getattr(cls, "code", None) == 400
+                and isinstance(message, str)):
+            parts = re.split(r"%\(\w+\)[sd]", message)
+            if len("".join(parts).strip()) < MIN_REFUSAL_TEXT:
+                continue  # '%(err)s' and the like would take any message
+            patterns.append(re.compile(".+".join(re.escape(part) for part in parts),
+                                       re.DOTALL))
+    return tuple(patterns)
+
+
+def known_refusal(exchange: dict, refusals: tuple[re.Pattern, ...]) -> bool:
+    """Whether a 400's message (OpenStack's {"badRequest": {"message": ...}}) is one of the
+    service's own refusals."""
+    body = exchange.get("response")
+    fault = body.get("badRequest") if isinstance(body, dict) else None
+    message = fault.get("message") if isinstance(fault, dict) else None
+    return isinstance(message, str) and any(p.fullmatch(message) for p in refusals)
 
 
 def judge_response(status: int, operation: Operation, exchange: dict, service: str) -> list[str]:
@@ -230,6 +264,7 @@ class NovaApi:
     name = "nova"
 
     def __init__(self):
+        from nova import exception
         from nova.api.openstack import ProjectMapper, api_version_request, wsgi
         from nova.api.openstack.compute import routes
         from nova.api.validation import validators
@@ -237,6 +272,7 @@ class NovaApi:
         self.versions = api_version_request
         self.wsgi = wsgi
         self.validators = validators
+        self.refusals = refusal_patterns(exception, exception.NovaException)
         self.mapper = ProjectMapper()
         for path, methods in routes.ROUTE_LIST:
             if isinstance(methods, str):  # ('', '/'): the redirect to version discovery
@@ -290,7 +326,7 @@ class NovaApi:
         if getattr(func, "removed", False):
             return Refusal(410, f"{name} was removed")
         req = fake_request(version)
-        operation = Operation(name, statuses=self._statuses(func, req))
+        operation = Operation(name, statuses=self._statuses(func, req), refusals=self.refusals)
         body = schema_check(self._body_validator, self._pick(func, "request_body_schemas", req),
                             "request", lambda ex: ex.get("request"))
         query = schema_check(self._query_validator, self._pick(func, "request_query_schemas", req),
@@ -346,10 +382,13 @@ class CinderApi:
 
         cfg.CONF([], project="cinder", default_config_files=[], default_config_dirs=[])
         cfg.CONF.set_override("connection", "sqlite://", "database")
+        from cinder import exception
+
         self.versions = api_version_request
         self.wsgi = wsgi
         self.validators = validators
         self.router = router.APIRouter()
+        self.refusals = refusal_patterns(exception, exception.CinderException)
 
     def version(self, microversion: str | None):
         text = microversion or self.versions._MIN_API_VERSION
@@ -390,7 +429,8 @@ class CinderApi:
         if getattr(func, "wsgi_code", None):
             statuses.add(func.wsgi_code)
         return Operation(func.__qualname__, request_checks=checks, statuses=statuses or {200},
-                         response_check=self._response_check(func.__qualname__, version))
+                         response_check=self._response_check(func.__qualname__, version),
+                         refusals=self.refusals)
 
     @staticmethod
     def _select_version(meth, version):
