@@ -285,10 +285,10 @@ def canonical_url(url: str, case_insensitive_hosts: Iterable[str] = ()) -> str:
       ``<path>.git`` when ``<path>`` is no repository);
     - the path after the host in lower case on hosts that find repositories whatever the
       case: :data:`CASE_INSENSITIVE_HOSTS` (github.com, gist.github.com, gitlab.com,
-      codeberg.org) and the
-      entries of `case_insensitive_hosts` (``host[:port][/prefix]``, roles/user_vm's
-      ``user_vm_case_insensitive_hosts``; a prefix keeps its case, the path after it is
-      folded). Elsewhere the path keeps its case: paths are case-sensitive (RFC 3986).
+      codeberg.org) and the entries of `case_insensitive_hosts` (``host[:port][/prefix]``,
+      roles/user_vm's ``user_vm_case_insensitive_hosts``; a prefix keeps its case, the path
+      after it is folded). Elsewhere the path keeps its case: paths are case-sensitive
+      (RFC 3986).
 
     `url` must already be a repository URL this module accepts, without regard to the site's
     hosts: ``http(s)://host[:port]/a/.../name[.git]``, each path part
